@@ -1,0 +1,107 @@
+"""ONNX export: checker passes, onnxruntime equals PyTorch, dynamic batch, NMS, bad input."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from yolov7c.backends import onnx as bx
+from yolov7c.errors import UserError
+
+
+
+def _torch_outputs(model, x, raw=True) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [t.numpy() for t in bx.Outputs(model, raw=raw)(x)]
+
+
+@pytest.mark.parametrize("kind", ["p5", "p6"])
+def test_onnx_matches_torch(tmp_path, kind, bk):
+    model = bk.make_tiny(kind)
+    path = bx.export_onnx(model, 128, tmp_path / "m.onnx", raw_outputs=True)
+    proto = onnx.load(path)
+    assert proto.opset_import[0].version >= 17
+    onnx.checker.check_model(proto, full_check=True)
+    x = bx.example_input(model, 128, seed=1)
+    bk.assert_close(_torch_outputs(model, x), bx.run_onnx(path, x), f"ort-{kind}")
+
+
+def test_onnx_dynamic_batch(tmp_path, tiny_p5, bk):
+    path = bx.export_onnx(tiny_p5, 128, tmp_path / "d.onnx", dynamic_batch=True)
+    for b in (1, 3):
+        x = bx.example_input(tiny_p5, 128, batch=b, seed=b)
+        got = bx.run_onnx(path, x)
+        assert got[0].shape[0] == b
+        bk.assert_close(_torch_outputs(tiny_p5, x, raw=False), got, f"ort-batch{b}")
+
+
+def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a1, a2 = a[:2] - a[2:4] / 2, a[:2] + a[2:4] / 2
+    b1, b2 = b[:, :2] - b[:, 2:4] / 2, b[:, :2] + b[:, 2:4] / 2
+    inter = np.clip(np.minimum(a2, b2) - np.maximum(a1, b1), 0, None).prod(1)
+    return inter / (a[2] * a[3] + b[:, 2] * b[:, 3] - inter)
+
+
+def _numpy_nms(dec: np.ndarray, iou_thr: float, score_thr: float, max_det: int) -> set:
+    """Independent per-class greedy NMS on decoded (B, N, 5+nc); {(b, cls, rounded box)}."""
+    out = set()
+    for b in range(dec.shape[0]):
+        scores = dec[b, :, 5:] * dec[b, :, 4:5]
+        for c in range(scores.shape[1]):
+            idx = np.where(scores[:, c] > score_thr)[0]
+            idx = idx[np.argsort(-scores[idx, c], kind="stable")]
+            kept: list[int] = []
+            for i in idx:
+                if len(kept) == max_det:
+                    break
+                if kept and (_iou_xywh(dec[b, i, :4], dec[b, kept, :4]) > iou_thr).any():
+                    continue
+                kept.append(i)
+            for i in kept:
+                x, y, w, h = dec[b, i, :4]
+                out.add((b, c, round(float(x - w / 2), 2), round(float(y - h / 2), 2)))
+    return out
+
+
+def test_onnx_nms_in_graph(tmp_path, tiny_p5):
+    path = bx.export_onnx(tiny_p5, 128, tmp_path / "n.onnx", nms=True, dynamic_batch=True,
+                          score_thr=0.3, iou_thr=0.45)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert "NonMaxSuppression" in ops
+    x = bx.example_input(tiny_p5, 128, batch=2, seed=3)
+    det = bx.run_onnx(path, x)[0]
+    assert det.ndim == 2 and det.shape[1] == 7 and len(det) > 0
+    dec = _torch_outputs(tiny_p5, x, raw=False)[0]
+    want = _numpy_nms(dec, 0.45, 0.3, 100)
+    got = {(int(d[0]), int(d[6]), round(float(d[1]), 2), round(float(d[2]), 2)) for d in det}
+    print(f"nms: {len(got)} detections from ORT, {len(want)} from numpy reference")
+    assert got == want
+    assert (det[:, 5] > 0.3).all()
+
+
+def test_onnx_bad_img_size(tmp_path, tiny_p5):
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(UserError, match="multiple of the model's max stride 32"):
+        bx.export_onnx(tiny_p5, 100, out)
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_onnx_failure_leaves_nothing(tmp_path, tiny_p5, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("exporter crashed")
+    monkeypatch.setattr(torch.onnx, "export", boom)
+    with pytest.raises(RuntimeError):
+        bx.export_onnx(tiny_p5, 128, tmp_path / "x.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_onnx_zoo(tmp_path, zoo_name, bk):
+    model = bk.deploy_model(zoo_name)
+    img = 256 if bx.max_stride(model) == 32 else 384
+    path = bx.export_onnx(model, img, tmp_path / "z.onnx", raw_outputs=True)
+    x = bx.example_input(model, img, seed=2)
+    bk.assert_close(_torch_outputs(model, x), bx.run_onnx(path, x), f"ort-{zoo_name}")
