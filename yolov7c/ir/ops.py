@@ -253,7 +253,8 @@ class ReOrgOp(OpSpec):
 
 
 class DownCOp(OpSpec):
-    """[conv3×3/k(conv1×1 c1→c1) ‖ conv1×1(maxpool_k)], each c/2 wide. attrs: c, k=2, act."""
+    """[conv3×3/k(conv1×1 c1→c1) ‖ conv1×1(maxpool_k)], each c/2 wide. attrs: c, k=2, act,
+    bn=True (False: the BN-folded form, convs carry a bias)."""
 
     name = "DownC"
     attrs_required = ("c",)
@@ -265,18 +266,21 @@ class DownCOp(OpSpec):
         return attrs.get("k", 2)
 
     def params(self, attrs, cins):
-        c1, h = cins[0], half(attrs["c"])
-        return conv_params(c1, c1, 1) + conv_params(c1, h, 3) + conv_params(c1, h, 1)
+        c1, h, bn = cins[0], half(attrs["c"]), attrs.get("bn", True)
+        return (conv_params(c1, c1, 1, bn=bn, bias=not bn) + conv_params(c1, h, 3, bn=bn, bias=not bn)
+                + conv_params(c1, h, 1, bn=bn, bias=not bn))
 
     def cost(self, attrs, cins, areas):
         c1, h, act = cins[0], half(attrs["c"]), attrs.get("act", "silu")
+        kw = dict(bn=attrs.get("bn", True), bias=not attrs.get("bn", True), act=act)
         out = self.out_area(attrs, areas)
-        return (conv_cost(c1, c1, 1, areas[0], act=act) + conv_cost(c1, h, 3, out, act=act)
-                + conv_cost(c1, h, 1, out, act=act))
+        return (conv_cost(c1, c1, 1, areas[0], **kw) + conv_cost(c1, h, 3, out, **kw)
+                + conv_cost(c1, h, 1, out, **kw))
 
 
 class SPPCSPCOp(OpSpec):
-    """CSP spatial-pyramid pooling (max-pools 5, 9, 13), hidden width = c. attrs: c, act."""
+    """CSP spatial-pyramid pooling (max-pools 5, 9, 13), hidden width = c. attrs: c, act,
+    bn=True (False: the BN-folded form, convs carry a bias)."""
 
     name = "SPPCSPC"
     attrs_required = ("c",)
@@ -292,15 +296,16 @@ class SPPCSPCOp(OpSpec):
                 (c, c, 3), (2 * c, c, 1)]
 
     def params(self, attrs, cins):
-        total = 0
+        total, bn = 0, attrs.get("bn", True)
         for a, b, k in self._convs(attrs, cins):
-            total = total + conv_params(a, b, k)
+            total = total + conv_params(a, b, k, bn=bn, bias=not bn)
         return total
 
     def cost(self, attrs, cins, areas):
-        total, act = Cost(), attrs.get("act", "silu")
+        total, bn = Cost(), attrs.get("bn", True)
         for a, b, k in self._convs(attrs, cins):
-            total = total + conv_cost(a, b, k, areas[0], act=act)
+            total = total + conv_cost(a, b, k, areas[0], bn=bn, bias=not bn,
+                                      act=attrs.get("act", "silu"))
         return total
 
 

@@ -136,11 +136,12 @@ class ReOrg(nn.Module):
 class DownC(nn.Module):
     """Downsampling by k: [conv3x3/s(conv1x1(x)) ‖ conv1x1(maxpool_k(x))], each c2/2 wide."""
 
-    def __init__(self, c1: int, c2: int, k: int = 2, act: str = "silu") -> None:
+    def __init__(self, c1: int, c2: int, k: int = 2, act: str = "silu", bn: bool = True) -> None:
         super().__init__()
-        self.cv1 = Conv(c1, c1, 1, 1, act=act)
-        self.cv2 = Conv(c1, c2 // 2, 3, k, act=act)
-        self.cv3 = Conv(c1, c2 // 2, 1, 1, act=act)
+        f = dict(act=act, bn=bn, bias=not bn)
+        self.cv1 = Conv(c1, c1, 1, 1, **f)
+        self.cv2 = Conv(c1, c2 // 2, 3, k, **f)
+        self.cv3 = Conv(c1, c2 // 2, 1, 1, **f)
         self.mp = nn.MaxPool2d(kernel_size=k, stride=k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,17 +152,18 @@ class SPPCSPC(nn.Module):
     """CSP spatial-pyramid pooling with max-pools k = (5, 9, 13); hidden width c_ = c2."""
 
     def __init__(self, c1: int, c2: int, k: Sequence[int] = (5, 9, 13),
-                 act: str = "silu") -> None:
+                 act: str = "silu", bn: bool = True) -> None:
         super().__init__()
         c_ = c2
-        self.cv1 = Conv(c1, c_, 1, 1, act=act)
-        self.cv2 = Conv(c1, c_, 1, 1, act=act)
-        self.cv3 = Conv(c_, c_, 3, 1, act=act)
-        self.cv4 = Conv(c_, c_, 1, 1, act=act)
+        f = dict(act=act, bn=bn, bias=not bn)
+        self.cv1 = Conv(c1, c_, 1, 1, **f)
+        self.cv2 = Conv(c1, c_, 1, 1, **f)
+        self.cv3 = Conv(c_, c_, 3, 1, **f)
+        self.cv4 = Conv(c_, c_, 1, 1, **f)
         self.m = nn.ModuleList(nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k)
-        self.cv5 = Conv(4 * c_, c_, 1, 1, act=act)
-        self.cv6 = Conv(c_, c_, 3, 1, act=act)
-        self.cv7 = Conv(2 * c_, c2, 1, 1, act=act)
+        self.cv5 = Conv((len(k) + 1) * c_, c_, 1, 1, **f)
+        self.cv6 = Conv(c_, c_, 3, 1, **f)
+        self.cv7 = Conv(2 * c_, c2, 1, 1, **f)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.cv4(self.cv3(self.cv1(x)))
