@@ -120,3 +120,31 @@ def lead_convs(xs: Sequence[T], widths: Sequence[Any], rep: bool, name: str = "l
     with b.scope(name, kind="lead_convs", widths=tuple(widths), rep=rep):
         return [b.repconv(x, w, name=f"p{i}") if rep else b.conv(x, w, 3, name=f"p{i}")
                 for i, (x, w) in enumerate(zip(xs, widths))]
+
+
+def e_elan(x: T, c: Any, convs: int, out: Any, g: int = 2, step: int = 2,
+           name: str = "e_elan", act: str | None = None) -> T:
+    """E-ELAN as the paper draws it (§3.1, Fig. 2d): *expand* — every conv of the
+    computational block becomes a group conv with ``g`` groups and ``g``× the channels
+    (channel multiplier g); *shuffle* — the concatenated taps are regrouped so each of the
+    ``g`` groups holds one slice of every tap; *merge cardinality* — the ``g`` groups are
+    added, which brings the width back to the plain ELAN's concat width; then the unchanged
+    1×1 transition. Taps follow ``elan_taps(convs, step)`` plus the side branch; all
+    branches are ``c`` wide per group (the shuffle needs equal parts). The input width must
+    be divisible by ``g``. Compare ``e_elan_sum``, the two-branch form the released E6E uses
+    (every branch reads the whole input, merged after two transitions)."""
+    b = x.builder
+    with b.scope(name, kind="e_elan_grouped", c=c, convs=convs, step=step, out=out, groups=g):
+        with b.role(COMPUTATIONAL):
+            side = b.conv(x, g * c, 1, g=g, act=act, name="cv1")
+            y = b.conv(x, g * c, 1, g=g, act=act, name="cv2")
+            chain = [y]
+            for i in range(convs):
+                y = b.conv(y, g * c, 3, g=g, act=act, name=f"m{i}")
+                chain.append(y)
+            taps = [chain[i] for i in elan_taps(convs, step)] + [side]
+            cat = b.concat(*taps)
+            shuffled = b.add("Shuffle", [cat], "shuffle", g=g, parts=len(taps))
+            merged = b.add("GroupSum", [shuffled], "merge", g=g)
+        with b.role(TRANSITION):
+            return b.conv(merged, out, 1, act=act, name="transition")

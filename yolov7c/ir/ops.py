@@ -40,6 +40,13 @@ class Cost:
         return {f.name: getattr(self, f.name) for f in fields(Cost)}
 
 
+def exact_div(a: Any, b: Any) -> Any:
+    """a / b that stays an int when both are ints and b divides a (sympy stays symbolic)."""
+    if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+        return a // b
+    return a / b
+
+
 def half(c: Any) -> Any:
     """c / 2, exact for ints (c // 2) and symbolic for sympy expressions."""
     return c // 2 if isinstance(c, int) else c / 2
@@ -105,7 +112,7 @@ class OpSpec:
 
     def out_area(self, attrs: Mapping[str, Any], areas: Sequence[Any]) -> Any:
         s = self.scale(attrs)
-        return areas[0] / (s * s) if s != 1 else areas[0]
+        return exact_div(areas[0], s * s) if s != 1 else areas[0]
 
 
 class ConvOp(OpSpec):
@@ -397,3 +404,74 @@ def get(op: str, where: str = "") -> OpSpec:
         place = f"{where}: " if where else ""
         raise UserError(f"{place}unknown op {op!r}; known ops: {', '.join(sorted(CATALOG))}") \
             from None
+
+
+# ----- ops added for scaling (symbolic depth) and the grouped E-ELAN (paper §3.1, Fig. 2d) ----
+def _times(cost: Cost, m: Any) -> Cost:
+    """Cost of ``m`` identical layers: every count × m (m may be a sympy expression)."""
+    return Cost(*(getattr(cost, f.name) * m for f in fields(Cost)))
+
+
+class ElanChainOp(OpSpec):
+    """An ELAN 3×3 chain with a (possibly symbolic) number of stages, used by symbolic depth
+    scaling where a node count cannot be symbolic: ``stages·step`` convs k×k of width ``c``
+    (the first reads the block's cv2 output, c_in wide; the rest read c), the last conv of
+    every stage tapped, so out = c·stages (the block's concat adds cv2 and cv1 beside it).
+    params = P(c_in→c) + (stages·step − 1)·P(c→c), affine in ``stages``; the same for cost.
+    attrs: c, stages, step=1, k=3, act, bn=True, bias=False."""
+
+    name = "ElanChain"
+    attrs_required = ("c", "stages")
+
+    def out_channels(self, attrs, cins):
+        return attrs["c"] * attrs["stages"]
+
+    def _conv(self, attrs):
+        return dict(k=attrs.get("k", 3), bn=attrs.get("bn", True), bias=attrs.get("bias", False))
+
+    def params(self, attrs, cins):
+        c, rest = attrs["c"], attrs["stages"] * attrs.get("step", 1) - 1
+        return (conv_params(cins[0], c, **self._conv(attrs))
+                + rest * conv_params(c, c, **self._conv(attrs)))
+
+    def cost(self, attrs, cins, areas):
+        c, rest = attrs["c"], attrs["stages"] * attrs.get("step", 1) - 1
+        kw = dict(self._conv(attrs), act=attrs.get("act", "silu"))
+        return (conv_cost(cins[0], c, out_area=areas[0], **kw)
+                + _times(conv_cost(c, c, out_area=areas[0], **kw), rest))
+
+
+class ShuffleOp(OpSpec):
+    """E-ELAN shuffle: the input is ``parts`` concatenated tensors, each made of ``g`` equal
+    groups; regroup so that group j of every part comes together (view (parts, g, C/(parts·g))
+    → transpose → (g, parts, ·)). No parameters, no arithmetic. attrs: g, parts."""
+
+    name = "Shuffle"
+    attrs_required = ("g", "parts")
+
+    def validate(self, attrs, cins, strides):
+        super().validate(attrs, cins, strides)
+        n = attrs["g"] * attrs["parts"]
+        if isinstance(cins[0], int) and cins[0] % n:
+            raise OpError(f"{cins[0]} channels do not split into parts={attrs['parts']} × "
+                          f"g={attrs['g']} equal groups")
+
+
+class GroupSumOp(OpSpec):
+    """E-ELAN merge cardinality: split the channels into ``g`` equal groups and add them
+    (out = c_in / g). No parameters; the additions are not counted by any FLOP convention
+    (thop counts none for tensor adds either). attrs: g."""
+
+    name = "GroupSum"
+    attrs_required = ("g",)
+
+    def validate(self, attrs, cins, strides):
+        super().validate(attrs, cins, strides)
+        if isinstance(cins[0], int) and cins[0] % attrs["g"]:
+            raise OpError(f"{cins[0]} channels do not split into g={attrs['g']} equal groups")
+
+    def out_channels(self, attrs, cins):
+        return cins[0] / attrs["g"] if not isinstance(cins[0], int) else cins[0] // attrs["g"]
+
+
+CATALOG.update({spec.name: spec for spec in (ElanChainOp(), ShuffleOp(), GroupSumOp())})

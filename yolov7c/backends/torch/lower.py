@@ -121,3 +121,10 @@ def initialize_head_biases(model: YoloModel, cf: torch.Tensor | None = None) -> 
 def lower(graph: Graph) -> YoloModel:
     """IR graph → ``YoloModel`` (fresh weights; training mode)."""
     return YoloModel(graph)
+
+# E-ELAN (grouped) ops; ElanChain has no module: it only exists in symbolic-depth graphs,
+# which cannot be lowered (their widths are expressions).
+FACTORIES.update({
+    "Shuffle": lambda n, c, g: M.Shuffle(n.attrs["g"], n.attrs["parts"]),
+    "GroupSum": lambda n, c, g: M.GroupSum(n.attrs["g"]),
+})

@@ -281,3 +281,29 @@ class IAuxDetect(IDetect):
             return lead
         aux = [self._to_raw(self.m2[i](xs[self.nl + i])) for i in range(self.nl)]
         return lead + aux
+
+
+class Shuffle(nn.Module):
+    """E-ELAN shuffle: (parts, g, c) channel blocks → (g, parts, c), so each of the ``g``
+    groups holds one slice of every concatenated part (paper Fig. 2d)."""
+
+    def __init__(self, g: int, parts: int) -> None:
+        super().__init__()
+        self.g, self.parts = g, parts
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = x.view(b, self.parts, self.g, c // (self.parts * self.g), h, w).transpose(1, 2)
+        return y.reshape(b, c, h, w)
+
+
+class GroupSum(nn.Module):
+    """E-ELAN merge cardinality: sum of the ``g`` equal channel groups."""
+
+    def __init__(self, g: int) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        return x.view(b, self.g, c // self.g, h, w).sum(1)

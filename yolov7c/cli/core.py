@@ -1,0 +1,89 @@
+"""Foundation verbs: ``list`` (the zoo) and ``convert-yaml`` (official cfg ⇄ IR)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import zoo
+from ..errors import UserError
+from ..io_util import write_text_atomic
+from ..ir.analysis import analyze
+from ..ir.deploy import to_deploy
+from ..ir.graph import Graph
+from ..ir.yaml_io import from_yaml, to_yaml
+from . import emit_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="the model zoo with parameters and GFLOPs")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("convert-yaml",
+                       help="official cfg → IR → report, or a zoo model / cfg → official YAML")
+    p.add_argument("source", help="a cfg file (.yaml) or a zoo model name")
+    p.add_argument("--out", help="write the official-format YAML of the graph here")
+    p.add_argument("--deploy", action="store_true",
+                   help="export the deploy cfg form (no aux head, no implicit layers)")
+    p.add_argument("--img", type=int, help="input size for the report (default: the model's)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=cmd_convert_yaml)
+
+
+def zoo_rows() -> list[dict]:
+    """One row per zoo model: params and GFLOPs (official convention) at its report size."""
+    rows = []
+    for name in zoo.names():
+        e = zoo.entry(name)
+        a = analyze(zoo.get(name), e.img)
+        rows.append({"model": name, "params": int(a.params),
+                     "gflops": round(float(a.gflops("official")), 4), "img": e.img,
+                     "description": e.description})
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = zoo_rows()
+    if args.json:
+        emit_json([{k: r[k] for k in ("model", "params", "gflops", "img")} for r in rows])
+        return 0
+    print(f"{'model':<18} {'params':>13} {'GFLOPs':>9} {'img':>5}  description")
+    for r in rows:
+        print(f"{r['model']:<18} {r['params']:>13,} {r['gflops']:>9.2f} {r['img']:>5}  "
+              f"{r['description']}")
+    print("GFLOPs: official convention (thop≥0.1: conv + 4·BN + upsample), training form")
+    return 0
+
+
+def load_graph(source: str) -> Graph:
+    """A zoo name or a cfg path → graph (the CLI's one way to name a model)."""
+    if source.endswith((".yaml", ".yml")) or Path(source).is_file():
+        return from_yaml(Path(source))
+    return zoo.get(source)
+
+
+def cmd_convert_yaml(args: argparse.Namespace) -> int:
+    graph = load_graph(args.source)
+    if args.deploy:
+        graph = to_deploy(graph, fuse=False)
+    if args.out:
+        write_text_atomic(args.out, to_yaml(graph))
+        print(f"wrote {args.out} ({len(graph)} layers, {graph.form} form)", file=sys.stderr)
+    elif not args.source.endswith((".yaml", ".yml")):
+        sys.stdout.write(to_yaml(graph))  # zoo name → its cfg on stdout
+        return 0
+    from ..report import format_table, report_dict  # the report verb's own renderers
+    img = args.img or _default_img(graph)
+    if args.json:
+        emit_json(report_dict(graph, img, graph.form))
+    else:
+        print(format_table(graph, img))
+    return 0
+
+
+def _default_img(graph: Graph) -> int:
+    return 1280 if graph.max_stride >= 64 else 640
+
+
+__all__ = ["register", "load_graph", "zoo_rows", "UserError"]
