@@ -30,6 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_convert_yaml)
 
+    p = sub.add_parser("e2e", help="the main job end to end on a synthetic image: report → "
+                       "verified deploy → ONNX/onnxruntime → TVM, each checked against torch")
+    p.add_argument("model", nargs="?", default="yolov7-tiny", help="zoo model (yolov7-tiny)")
+    p.add_argument("--img", type=int, default=320, help="input size (320)")
+    p.add_argument("--nc", type=int, default=80, help="number of classes (80)")
+    p.add_argument("--out", default="runs/e2e", help="folder for artifacts (runs/e2e)")
+    p.add_argument("--no-tvm", action="store_true", help="skip the TVM step")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=cmd_e2e)
+
 
 def zoo_rows() -> list[dict]:
     """One row per zoo model: params and GFLOPs (official convention) at its report size."""
@@ -79,6 +89,19 @@ def cmd_convert_yaml(args: argparse.Namespace) -> int:
         emit_json(report_dict(graph, img, graph.form))
     else:
         print(format_table(graph, img))
+    return 0
+
+
+def cmd_e2e(args: argparse.Namespace) -> int:
+    from ..e2e import CheckFailed, run_e2e
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    try:
+        summary = run_e2e(args.model, args.img, args.nc, args.out, not args.no_tvm, log=log)
+    except CheckFailed as e:
+        print(f"yolov7c e2e: check failed: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        emit_json(summary)
     return 0
 
 
