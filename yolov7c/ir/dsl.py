@@ -72,9 +72,9 @@ class Builder:
               kind: str | None = None, **args: Any) -> Iterator[str]:
         """Name prefix (and stage / role / block record) for the nodes added inside."""
         saved = (self._stage, self._role)
-        self._prefix.append(name)
-        full = self._unique(".".join(self._prefix))
-        self._prefix[-1] = full.rsplit(".", 1)[-1] if "." in full else full
+        parent = ".".join(self._prefix)
+        full = self._unique(f"{parent}.{name}" if parent else name)
+        self._prefix.append(full[len(parent) + 1:] if parent else full)
         if stage is not None:
             self._stage = stage
         if role is not None:

@@ -54,17 +54,23 @@ def half(c: Any) -> Any:
 
 def conv_params(c1: Any, c2: Any, k: int, g: Any = 1, bn: bool = True, bias: bool = False) -> Any:
     # weight c2·(c1/g)·k² ; BN adds γ, β per output channel ; bias adds one per channel
-    return c2 * (c1 / g if g != 1 else c1) * k * k + (2 * c2 if bn else 0) + (c2 if bias else 0)
+    return c2 * exact_div(c1, g) * k * k + (2 * c2 if bn else 0) + (c2 if bias else 0)
 
 
 def conv_cost(c1: Any, c2: Any, k: int, out_area: Any, g: Any = 1, bn: bool = True,
               bias: bool = False, act: str = "identity") -> Cost:
     out = out_area * c2
-    return Cost(conv_macs=out * (c1 / g if g != 1 else c1) * k * k,
+    return Cost(conv_macs=out * exact_div(c1, g) * k * k,
                 bn_elems=out if bn else 0,
                 bias_elems=out if bias else 0,
                 leaky_elems=out if act == "leaky" else 0,
                 activations=out)
+
+
+def _check_groups(attrs: Mapping[str, Any], c_in: Any) -> None:
+    g, c = attrs.get("g", 1), attrs["c"]
+    if g != 1 and all(isinstance(v, int) for v in (g, c, c_in)) and (c_in % g or c % g):
+        raise OpError(f"groups g={g} must divide the input width {c_in} and the output width {c}")
 
 
 class OpSpec:
@@ -120,6 +126,10 @@ class ConvOp(OpSpec):
 
     name = "Conv"
     attrs_required = ("c",)
+
+    def validate(self, attrs, cins, strides):
+        super().validate(attrs, cins, strides)
+        _check_groups(attrs, cins[0])
 
     def out_channels(self, attrs, cins):
         return attrs["c"]

@@ -320,14 +320,14 @@ def scale(graph: Graph, depth: Any = 1, width: Any = 1, rule: str = "compound",
     if rule == "width-only" and d != 1:
         raise UserError(f"--rule width-only scales width only, but --depth {depth} was given; "
                         f"drop --depth or use --rule compound")
-    elans = find_elans(graph)
-    if not elans:
-        raise UserError(f"graph {graph.name!r} has no scalable blocks (no 'elan' block in "
-                        f"graph.blocks); build its ELANs with yolov7c.ir.blocks.elan()")
     grouped = [k for k, b in graph.blocks.items() if b.kind == "e_elan_grouped"]
     if grouped:
         raise UserError(f"block {grouped[0]!r}: grouped E-ELAN blocks are not scalable yet; "
                         f"scale the ELAN model first, then expand it")
+    elans = find_elans(graph)
+    if not elans:
+        raise UserError(f"graph {graph.name!r} has no scalable blocks (no 'elan' block in "
+                        f"graph.blocks); build its ELANs with yolov7c.ir.blocks.elan()")
     deepened = rule != "width-only" and (is_symbolic(d) or any(
         _stages(e.convs // e.step, d) != e.convs // e.step for e in elans))
     convert = light == "always" or (light == "full" and deepened)

@@ -1,0 +1,156 @@
+"""``yolov7c scale``: concat-aware compound scaling, closed forms, budgets, emission."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import UserError
+from ..ir.analysis import CONVENTIONS, analyze
+from ..ir.deploy import to_deploy
+from ..ir.graph import Graph
+from ..ir.scaling import LEAD_MODES, LIGHT_MODES, RULES, closed_form, find_elans, scale
+from . import emit_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scale", help="concat-aware compound scaling (YOLOv7 §3.2)")
+    p.add_argument("model", help="a zoo model name (or an official cfg .yaml)")
+    p.add_argument("--depth", type=float, default=None, help="depth factor d (default 1)")
+    p.add_argument("--width", type=float, default=None, help="width factor w (default 1)")
+    p.add_argument("--rule", choices=RULES, default="compound")
+    p.add_argument("--light", choices=LIGHT_MODES, default="full",
+                   help="form of depth-scaled half-width step-1 ELANs (default: yolov7x's)")
+    p.add_argument("--lead", choices=LEAD_MODES, default="auto",
+                   help="RepConv lead convs: auto = plain conv when depth-scaled (yolov7x)")
+    p.add_argument("--round-to", type=int, default=8, help="round widths up to multiples")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--target-gflops", type=float, help="largest variant under this")
+    budget.add_argument("--target-params", type=float, help="largest variant under this")
+    p.add_argument("--continuous", action="store_true",
+                   help="budget: solve the free factor on the closed form (fix the other)")
+    p.add_argument("--convention", choices=list(CONVENTIONS), default="official",
+                   help="GFLOPs convention of the budget")
+    p.add_argument("--img", type=int, help="input size (default: the model's)")
+    p.add_argument("--form", choices=("training", "deploy"), default="training",
+                   help="report (and budget) the training or the fused deploy form")
+    p.add_argument("--symbolic", action="store_true",
+                   help="print params(d, w) and GFLOPs(d, w, img) in closed form")
+    p.add_argument("--latex", action="store_true", help="with --symbolic: LaTeX too")
+    p.add_argument("--emit", choices=("dsl", "yaml"), help="print the scaled variant as code")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_scale)
+
+
+def _graph(source: str) -> Graph:
+    from .core import load_graph
+    return load_graph(source)
+
+
+def _img(graph: Graph, img: int | None) -> int:
+    try:
+        from ..report.model import default_img
+    except ImportError:  # the report package is optional here
+        return img or (1280 if graph.max_stride >= 64 else 640)
+    return img or default_img(graph)
+
+
+def _report(graph: Graph, img: int, form: str) -> dict[str, Any]:
+    from ..report.model import report_dict
+    return report_dict(graph, img, form)
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    base = _graph(args.model)
+    img = _img(base, args.img)
+    if args.round_to < 1:
+        raise UserError(f"--round-to {args.round_to}: expected a positive integer")
+    kw = dict(light=args.light, lead=args.lead, round_to=args.round_to)
+    if args.symbolic:
+        return _symbolic(base, args, kw)
+    budget = None
+    if args.target_gflops is not None or args.target_params is not None:
+        from ..ir.budget import Budget, solve
+        metric = "gflops" if args.target_gflops is not None else "params"
+        limit = args.target_gflops if metric == "gflops" else args.target_params
+        sol = solve(base, Budget(metric, limit, img, args.form, args.convention), args.rule,
+                    args.depth, args.width, args.continuous, **kw)
+        budget = sol.as_dict()
+        if sol.graph is None:  # continuous: a point, not a buildable model
+            print(_budget_line(budget)) if not args.json else emit_json({"budget": budget})
+            return 0
+        depth, width, graph = sol.depth, sol.width, sol.graph
+    else:
+        if args.continuous:
+            raise UserError("--continuous needs --target-gflops or --target-params")
+        depth = 1 if args.depth is None else args.depth
+        width = 1 if args.width is None else args.width
+        graph = scale(base, depth, width, args.rule, **kw)
+    if args.emit == "dsl":
+        from ..ir.emit_dsl import to_dsl
+        sys.stdout.write(to_dsl(graph))
+        return 0
+    if args.emit == "yaml":
+        from ..ir.yaml_io import to_yaml
+        sys.stdout.write(to_yaml(graph))
+        return 0
+    shown = to_deploy(graph) if args.form == "deploy" else graph
+    if args.json:
+        out = _report(shown, img, args.form)
+        out.update(depth=float(depth), width=float(width), rule=args.rule)
+        if budget is not None:
+            out["budget"] = budget
+        emit_json(out)
+        return 0
+    _table(base, graph, img, args, budget)
+    return 0
+
+
+def _budget_line(b: dict[str, Any]) -> str:
+    grid = ", ".join(f"{k} {v[0]:g}..{v[-1]:g} ({len(v)} steps)" if isinstance(v, list)
+                     else f"{k} {v}" for k, v in b["grid"].items())
+    return (f"budget {b['metric']} ≤ {b['limit']:g}: depth {b['depth']:.6g}, width "
+            f"{b['width']:.6g} → {b['value']:.6g}; grid: {grid}; next larger: "
+            f"{b.get('next_larger') or '-'}")
+
+
+def _table(base: Graph, graph: Graph, img: int, args: argparse.Namespace,
+           budget: dict[str, Any] | None) -> None:
+    def nums(g: Graph) -> tuple[int, float]:
+        a = analyze(to_deploy(g) if args.form == "deploy" else g, img)
+        return int(a.params), float(a.gflops(args.convention))
+    print(f"{graph.name}: rule {args.rule}, {args.form} form, img {img}, GFLOPs "
+          f"{args.convention} convention, widths rounded up to multiples of {args.round_to}")
+    for tag, g in (("base", base), ("scaled", graph)):
+        p, f = nums(g)
+        print(f"  {tag:<7} {g.name:<34} params {p:>13,}  GFLOPs {f:>9.3f}  layers {len(g)}")
+    print(f"  {'block':<16} {'convs':>9} {'c':>9} {'c3':>9} {'transition':>14}")
+    new = {e.name: e for e in find_elans(graph)}
+    for e in find_elans(base):
+        s = new[e.name]
+        print(f"  {e.name:<16} {e.convs:>4}→{s.convs:<4} {e.c:>4}→{s.c:<4} {e.c3:>4}→{s.c3:<4} "
+              f"{e.out:>6}→{s.out:<6}")
+    if budget is not None:
+        print("  " + _budget_line(budget))
+
+
+def _symbolic(base: Graph, args: argparse.Namespace, kw: dict[str, Any]) -> int:
+    import sympy
+    cf = closed_form(base, img=args.img, rule=args.rule, **kw)
+    items = [("params", cf.params)] + [(f"gflops_{c}", cf.gflops[c]) for c in CONVENTIONS]
+    if args.json:
+        out: dict[str, Any] = {"model": base.name, "rule": args.rule,
+                               "img": args.img if args.img else "img"}
+        out.update({k: str(sympy.factor(v)) for k, v in items})
+        if args.latex:
+            out["latex"] = {k: sympy.latex(sympy.factor(v)) for k, v in items}
+        emit_json(out)
+        return 0
+    print(f"{base.name}, rule {args.rule}: closed forms for unrounded widths; d is the "
+          f"continuous relaxation (convs = step·stages·d), exact where stages·d is an integer")
+    for k, v in items:
+        args_ = "d, w" if k == "params" or args.img else "d, w, img"
+        print(f"  {k}({args_}) = {sympy.factor(v)}")
+        if args.latex:
+            print(f"    LaTeX: {sympy.latex(sympy.factor(v))}")
+    return 0
