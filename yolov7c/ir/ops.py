@@ -269,61 +269,58 @@ class ReOrgOp(OpSpec):
         return 2
 
 
-class DownCOp(OpSpec):
-    """[conv3×3/k(conv1×1 c1→c1) ‖ conv1×1(maxpool_k)], each c/2 wide. attrs: c, k=2, act,
-    bn=True (False: the BN-folded form, convs carry a bias)."""
+class CompositeOp(OpSpec):
+    """An op made of fixed internal convs (DownC, SPPCSPC): params and cost are the sums over
+    ``convs()``. attrs: c, act, bn=True (False: the BN-folded form, convs carry a bias)."""
 
-    name = "DownC"
     attrs_required = ("c",)
 
     def out_channels(self, attrs, cins):
         return attrs["c"]
 
-    def scale(self, attrs):
-        return attrs.get("k", 2)
+    def convs(self, attrs, cins) -> list[tuple[Any, Any, int, bool]]:
+        """(c_in, c_out, k, at_output_resolution) of each internal conv."""
+        raise NotImplementedError
 
     def params(self, attrs, cins):
-        c1, h, bn = cins[0], half(attrs["c"]), attrs.get("bn", True)
-        return (conv_params(c1, c1, 1, bn=bn, bias=not bn) + conv_params(c1, h, 3, bn=bn, bias=not bn)
-                + conv_params(c1, h, 1, bn=bn, bias=not bn))
-
-    def cost(self, attrs, cins, areas):
-        c1, h, act = cins[0], half(attrs["c"]), attrs.get("act", "silu")
-        kw = dict(bn=attrs.get("bn", True), bias=not attrs.get("bn", True), act=act)
-        out = self.out_area(attrs, areas)
-        return (conv_cost(c1, c1, 1, areas[0], **kw) + conv_cost(c1, h, 3, out, **kw)
-                + conv_cost(c1, h, 1, out, **kw))
-
-
-class SPPCSPCOp(OpSpec):
-    """CSP spatial-pyramid pooling (max-pools 5, 9, 13), hidden width = c. attrs: c, act,
-    bn=True (False: the BN-folded form, convs carry a bias)."""
-
-    name = "SPPCSPC"
-    attrs_required = ("c",)
-
-    def out_channels(self, attrs, cins):
-        return attrs["c"]
-
-    def _convs(self, attrs, cins):
-        c1, c = cins[0], attrs["c"]
-        npool = len(attrs.get("k", (5, 9, 13)))
-        # (c_in, c_out, k) of cv1..cv7
-        return [(c1, c, 1), (c1, c, 1), (c, c, 3), (c, c, 1), ((npool + 1) * c, c, 1),
-                (c, c, 3), (2 * c, c, 1)]
-
-    def params(self, attrs, cins):
-        total, bn = 0, attrs.get("bn", True)
-        for a, b, k in self._convs(attrs, cins):
+        bn, total = attrs.get("bn", True), 0
+        for a, b, k, _ in self.convs(attrs, cins):
             total = total + conv_params(a, b, k, bn=bn, bias=not bn)
         return total
 
     def cost(self, attrs, cins, areas):
-        total, bn = Cost(), attrs.get("bn", True)
-        for a, b, k in self._convs(attrs, cins):
-            total = total + conv_cost(a, b, k, areas[0], bn=bn, bias=not bn,
+        bn, total = attrs.get("bn", True), Cost()
+        out = self.out_area(attrs, areas)
+        for a, b, k, at_out in self.convs(attrs, cins):
+            total = total + conv_cost(a, b, k, out if at_out else areas[0], bn=bn, bias=not bn,
                                       act=attrs.get("act", "silu"))
         return total
+
+
+class DownCOp(CompositeOp):
+    """[conv3×3/k(conv1×1 c1→c1) ‖ conv1×1(maxpool_k)], each c/2 wide. attrs: c, k=2, act, bn."""
+
+    name = "DownC"
+
+    def scale(self, attrs):
+        return attrs.get("k", 2)
+
+    def convs(self, attrs, cins):
+        c1, h = cins[0], half(attrs["c"])
+        return [(c1, c1, 1, False), (c1, h, 3, True), (c1, h, 1, True)]
+
+
+class SPPCSPCOp(CompositeOp):
+    """CSP spatial-pyramid pooling (max-pools 5, 9, 13), hidden width = c. attrs: c, act, bn."""
+
+    name = "SPPCSPC"
+
+    def convs(self, attrs, cins):
+        c1, c = cins[0], attrs["c"]
+        npool = len(attrs.get("k", (5, 9, 13)))
+        # cv1..cv7; cv5 reads the concat of x1 and its npool max-pools
+        return [(c1, c, 1, False), (c1, c, 1, False), (c, c, 3, False), (c, c, 1, False),
+                ((npool + 1) * c, c, 1, False), (c, c, 3, False), (2 * c, c, 1, False)]
 
 
 class ImplicitAOp(OpSpec):
