@@ -1,0 +1,106 @@
+"""torch.fx plumbing shared by the passes: tracing, module lookup and clean-up.
+
+Tracing choice: the tracer goes *through* our building blocks (Conv, RepConv, DownC,
+SPPCSPC ...) so the passes see plain ``Conv2d → BatchNorm2d`` and ``add`` nodes — the same
+patterns any user PyTorch model produces, which is what lets fold_bn and fuse_repconv work on
+models that are not ours. Only the detection heads stay leaves: their decode builds grids
+from runtime shapes and switches on ``training``, and the head passes (prune_aux,
+fold_implicit) swap a whole head module for another, keeping the ``(decoded, raw)`` output.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..backends.torch import modules as M
+
+ADD_TARGETS = (operator.add, torch.add, operator.iadd)
+
+
+class YoloTracer(fx.Tracer):
+    """Standard fx tracer that keeps detection heads (``Detect`` and subclasses) as leaves."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, M.Detect) or super().is_leaf_module(m, module_qualified_name)
+
+
+def trace(model: nn.Module) -> fx.GraphModule:
+    """``model`` as an fx GraphModule in eval mode (GraphModules are returned as they are)."""
+    if isinstance(model, fx.GraphModule):
+        return model.eval()
+    graph = YoloTracer().trace(model)
+    gm = fx.GraphModule(model, graph)
+    return gm.eval()
+
+
+def module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
+    """The module a ``call_module`` node calls, else None."""
+    if node.op != "call_module":
+        return None
+    return gm.get_submodule(str(node.target))
+
+
+def calls_to(gm: fx.GraphModule, node: fx.Node, kind: type | tuple[type, ...]) -> bool:
+    """Whether ``node`` calls a module of type ``kind``."""
+    return isinstance(module(gm, node), kind)
+
+
+def call_sites(gm: fx.GraphModule) -> dict[str, int]:
+    """How many nodes call each module target (a shared module must not be rewritten)."""
+    counts: dict[str, int] = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_module":
+            counts[str(n.target)] = counts.get(str(n.target), 0) + 1
+    return counts
+
+
+def is_add(node: fx.Node) -> bool:
+    """A two-operand tensor addition with no extra arguments (``a + b``, ``torch.add(a, b)``)."""
+    return (node.op == "call_function" and node.target in ADD_TARGETS and len(node.args) == 2
+            and not node.kwargs)
+
+
+def unique_target(gm: fx.GraphModule, base: str) -> str:
+    """``base`` or ``base_1``, ``base_2`` ... whichever names no existing attribute."""
+    name, k = base, 0
+    while _exists(gm, name):
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _exists(gm: fx.GraphModule, target: str) -> bool:
+    obj: Any = gm
+    for part in target.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+
+def finish(gm: fx.GraphModule) -> fx.GraphModule:
+    """Drop submodules no node calls any more, check and recompile the graph."""
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+def param_count(model: nn.Module) -> int:
+    """Parameters as the official model summary counts them (buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def new_head(cls: type[M.Detect], like: M.Detect) -> M.Detect:
+    """A fresh ``cls`` head with ``like``'s classes, anchors, levels and strides (read from the
+    module, so any nc and anchor count work); anchor buffers are copied exactly."""
+    anchors = like.anchor_grid.detach().reshape(like.nl, -1).tolist()
+    ch = [conv.in_channels for conv in like.m]
+    head = cls(like.nc, anchors, ch, [int(s) for s in like.stride.tolist()])
+    with torch.no_grad():
+        head.anchors.copy_(like.anchors)
+        head.anchor_grid.copy_(like.anchor_grid)
+    return head.to(like.anchors.device).train(like.training)
