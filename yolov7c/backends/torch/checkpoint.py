@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from ...errors import UserError
+from ...io_util import atomic_path
 from ...ir.serialize import graph_from_dict, graph_to_dict
 from .lower import YoloModel, lower
 
@@ -45,14 +45,8 @@ def save(model: nn.Module, path: str | os.PathLike, **meta: Any) -> Path:
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
     return path
 
 
