@@ -4,7 +4,7 @@
 
 Both models carry the same random weights (BN statistics randomized, so the deploy module
 is numerically the same network: the script checks it); each is timed alternately after a
-warm-up, and the median is reported. Writes benchmarks/deploy_speed.json and prints a table.
+warm-up, and the median is reported. Writes benchmarks/results/deploy_speed.json and prints a table.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 import yolov7c  # noqa: E402
 from yolov7c.passes import example_input, randomize, run_passes  # noqa: E402
+from yolov7c.io_util import write_text_atomic  # noqa: E402
 
 
 def _time(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -54,21 +55,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="yolov7-tiny@416,yolov7@640")
     ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "deploy_speed.json"))
     args = ap.parse_args()
     rows = [bench(c.split("@")[0], int(c.split("@")[1]), args.repeats)
             for c in args.cases.split(",")]
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch": torch.__version__, "threads": torch.get_num_threads(),
                "loadavg_1m": os.getloadavg()[0]}
-    out = Path(args.out)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"machine": machine, "results": rows}, indent=1))
-    os.replace(tmp, out)
+    write_text_atomic(args.out, json.dumps({"machine": machine, "results": rows}, indent=1))
     print(f"CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
           f"{machine['threads']} threads, load {machine['loadavg_1m']:.1f}; fp32, batch 1, "
           f"median of {args.repeats}")
-    print(f"| model | img | train graph (eval) ms | deploy ms | speedup | params train → deploy |")
+    print("| model | img | train graph (eval) ms | deploy ms | speedup | params train → deploy |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['model']} | {r['img']} | {r['train_eval_ms']:.1f} | {r['deploy_ms']:.1f} | "

@@ -108,9 +108,8 @@ def run_e2e(model: str = "yolov7-tiny", img: int = 320, nc: int = 80,
 
 def _tvm_step(deployed: torch.nn.Module, img: int, x: torch.Tensor, ref: np.ndarray,
               lib_path: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    try:
-        import tvm  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("tvm") is None:
         log("[tvm] skipped: apache-tvm is not installed (pip install -e '.[tvm]')")
         return {"skipped": "apache-tvm not installed"}
     from .backends.tvm import compile_model, load

@@ -11,24 +11,31 @@ from .errors import UserError
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename,
-    on failure it is removed. Unwritable destinations are a one-line user error."""
+    on failure (or a kill) it is removed. Missing folders are created; a destination that is
+    a folder or cannot be created is a one-line user error."""
     dest = Path(path)
-    folder = dest.parent if str(dest.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"--out {dest}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"--out {dest}: folder {folder} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or ".tmp", dir=folder)
+    if dest.is_dir():
+        raise UserError(f"--out {dest}: is a folder; give a file name")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp",
+                                   dir=dest.parent)
+    except OSError as e:
+        raise UserError(f"--out {dest}: cannot write there ({e.strerror or e}); choose a "
+                        f"writable folder") from None
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 files: give the artifact the permissions a plain open() would
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (0o777 if os.access(tmp, os.X_OK) else 0o666) & ~umask)
         os.replace(tmp, dest)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -7,17 +7,16 @@ a project dependency, and the TorchScript one handles our custom NMS symbolic di
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..errors import UserError
+from ..io_util import atomic_path
 
 OPSET = 17
 INPUT_NAME = "images"
@@ -84,27 +83,6 @@ class Outputs(nn.Module):
 def output_names(model: nn.Module, raw: bool = False) -> list[str]:
     """Names matching :class:`Outputs`: ``output`` then ``raw0..rawN``."""
     return ["output"] + ([f"raw{i}" for i in range(detect_module(model).nl)] if raw else [])
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[str]:
-    """Yield a temp path in ``path``'s directory; move it onto ``path`` only on success.
-
-    A failed or killed export therefore never leaves a half-written artifact behind.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"--out {path}: is a directory; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def prepare(model: nn.Module) -> nn.Module:
@@ -229,13 +207,13 @@ def export_onnx(model: nn.Module, img: int | Sequence[int], path: str | os.PathL
             dyn[nm] = {0: "num_detections" if nm == "detections" else "batch"}
     elif nms:
         dyn = {"detections": {0: "num_detections"}}
-    with atomic_output(path, ".onnx") as tmp, warnings.catch_warnings():
+    with atomic_path(path, ".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), tmp, dynamo=False, opset_version=opset,
+        torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=dyn,
                           do_constant_folding=True)
         if check:
-            onnx.checker.check_model(onnx.load(tmp), full_check=True)
+            onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
     return Path(path)
 
 

@@ -61,7 +61,7 @@ from typing import Any, Mapping
 import sympy
 
 from ..errors import UserError
-from .blocks import COMPUTATIONAL, TRANSITION, elan_taps
+from .blocks import elan_taps
 from .graph import GRAPH_INPUT, BlockInfo, Graph, Node
 
 RULES = ("compound", "depth-only", "width-only")

@@ -19,7 +19,7 @@ def compile_model(*args: Any, **kwargs: Any):
 
 
 def tune(*args: Any, **kwargs: Any):
-    from .tune import tune as f
+    from .tuning import tune as f
     return f(*args, **kwargs)
 
 

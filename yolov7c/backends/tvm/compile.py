@@ -19,7 +19,8 @@ from typing import Sequence
 from torch import nn
 
 from ...errors import UserError
-from ..onnx import atomic_output, check_img_size, output_names
+from ...io_util import atomic_path
+from ..onnx import check_img_size, output_names
 from . import targets as T
 from .frontend import to_relax
 
@@ -44,7 +45,7 @@ def build(mod, spec: T.TargetSpec, db_dir: str | os.PathLike | None = None):
     target = spec.tvm_target()
     if db_dir is not None:
         from tvm.s_tir import meta_schedule as ms
-        from .tune import open_database
+        from .tuning import open_database
         db = open_database(db_dir)
         return ms.relax_integration.compile_relax(db, mod, target, params=None)
     return tvm.compile(mod, target, relax_pipeline=relax.get_default_pipeline(target))
@@ -91,7 +92,9 @@ def compile_model(model: nn.Module, target: str, img: int | Sequence[int],
     spec = T.resolve(target, arch=arch, mcpu=mcpu)
     T.check_toolchain(spec)
     h, w = check_img_size(model, img)
-    if db_dir is not None and not Path(db_dir, "database_workload.json").exists():
+    from .tuning import is_packed
+    if db_dir is not None and not (is_packed(db_dir) or
+                                   Path(db_dir, "database_workload.json").exists()):
         raise UserError(f"--db {db_dir}: no tuning database there; run `yolov7c tune` first "
                         "or drop --db")
     out = Path(out)
@@ -132,17 +135,23 @@ def compile_model(model: nn.Module, target: str, img: int | Sequence[int],
     t0 = time.perf_counter()
     log(f"export {out}" + (f" with {spec.cross_cxx}" if spec.cross_cxx else ""))
     side = Path(str(out) + ".json")
-    with atomic_output(out) as tmp, atomic_output(side, ".json") as tmp_side:
+    with atomic_path(out) as tmp, atomic_path(side, ".json") as tmp_side:
         fcompile = spec.fcompile()
         if out.suffix == ".tar":
             from tvm.support import tar
             fcompile = tar.tar
-        ex.export_library(tmp, fcompile=fcompile) if fcompile else ex.export_library(tmp)
+        if fcompile is not None:
+            ex.export_library(str(tmp), fcompile=fcompile)
+        else:
+            ex.export_library(str(tmp))
         secs["export"] = time.perf_counter() - t0
         Path(tmp_side).write_text(json.dumps(asdict(meta), indent=1))
     return meta
 
 
 def _count_records(db_dir: str | os.PathLike) -> int:
+    from .tuning import is_packed, unpack_database
+    if is_packed(db_dir):
+        db_dir = unpack_database(db_dir)
     p = Path(db_dir, "database_tuning_record.json")
     return sum(1 for _ in p.open()) if p.exists() else 0

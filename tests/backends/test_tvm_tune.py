@@ -1,0 +1,147 @@
+"""MetaSchedule tuning: resumes from its database without re-measuring, measures through an
+RPC tracker started here, and the tuned library still equals PyTorch."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+tvm = pytest.importorskip("tvm")
+
+from yolov7c.backends import onnx as bx  # noqa: E402
+from yolov7c.backends import tvm as btvm  # noqa: E402
+from yolov7c.backends.tvm import tuning  # noqa: E402
+from yolov7c.errors import UserError  # noqa: E402
+
+# two cheap tasks of the synthetic P5 net at 128: one conv, one max-pool
+OPS = ["conv2d13", "max_pool2d4"]
+
+
+def _records(db_dir):
+    """[(hash of the workload, hash of the scheduled IR)] of every record in the database."""
+    import tvm_ffi
+    db = tuning.open_database(db_dir)
+    return [(tvm_ffi.structural_hash(rec.workload.mod),
+             tvm_ffi.structural_hash(rec.as_measure_candidate().sch.mod))
+            for rec in db.get_all_tuning_records()]
+
+
+@pytest.mark.slow
+def test_tune_resumes_without_repeats(tmp_path, tiny_p5, bk):
+    db = tmp_path / "db"
+    kw = dict(op_names=OPS, per_round=2, cost_model="random", progress=False)
+    r1 = btvm.tune(tiny_p5, "llvm", 128, db, trials=2, **kw)
+    first = _records(db)
+    assert r1.tasks == 2 and len(first) == r1.records_after >= 2
+    # "killed" after the first run: a torn half-written line at the end must not break resume
+    with open(db / "database_tuning_record.json", "a") as f:
+        f.write('[0, [[["sample_perfect_tile"')
+    r2 = btvm.tune(tiny_p5, "llvm", 128, db, trials=6, **kw)
+    second = _records(db)
+    print(f"records: {len(first)} -> {len(second)}; duplicates skipped {r2.skipped_duplicates}")
+    assert r2.records_before == len(first)
+    assert len(second) > len(first)
+    assert set(first) <= set(second)                       # nothing lost
+    assert len(set(second)) == len(second), "a candidate was measured twice"
+
+    # the tuned build (records for 2 tasks, the rest untuned) still equals PyTorch
+    out = tmp_path / "tuned.so"
+    meta = btvm.compile_model(tiny_p5, "llvm", 128, out, db_dir=db, verbose=False)
+    assert meta.tuned_records == len(second)
+    x = bx.example_input(tiny_p5, 128, seed=7)
+    with torch.no_grad():
+        ref = [t.numpy() for t in bx.Outputs(tiny_p5)(x)]
+    bk.assert_close(ref, btvm.load(out)(x), "tvm-tuned")
+
+
+def test_db_for_other_target_is_refused(tmp_path, tiny_p5):
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / tuning.META).write_text('{"target": "{\\"kind\\":\\"llvm\\",\\"mcpu\\":\\"x\\"}"}')
+    with pytest.raises(UserError, match="separate --db per target"):
+        btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=OPS, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_tracker():
+    """A TVM RPC tracker and one CPU server on 127.0.0.1 (key 'ci'), stopped afterwards."""
+    tport, sport = _free_port(), _free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host",
+                               "127.0.0.1", "--port", str(tport), "--port-end",
+                               str(tport + 1)], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        from yolov7c.backends.tvm import rpc
+        addr = rpc.TrackerAddress("127.0.0.1", tport, "ci")
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", tport), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port",
+             str(sport), "--port-end", str(sport + 1), "--tracker", f"127.0.0.1:{tport}",
+             "--key", "ci"], env=env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        while True:
+            try:
+                if rpc.check(addr) >= 1:
+                    break
+            except UserError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("RPC server did not register with the tracker")
+            time.sleep(0.5)
+        yield str(addr)
+    finally:
+        for p in reversed(procs):
+            try:
+                os.killpg(p.pid, 15)   # the group we created: the process and its workers
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_tune_through_rpc_tracker(tmp_path, tiny_p5, rpc_tracker):
+    db = tmp_path / "db"
+    rep = btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=["max_pool2d4"],
+                    per_round=2, rpc=rpc_tracker, cost_model="random", progress=False)
+    print(f"rpc tuning: {rep.records_after} records in {rep.seconds:.0f} s")
+    assert rep.records_after >= 1 and rep.untuned_tasks == []
+
+
+def test_unreachable_tracker(tmp_path, tiny_p5):
+    port = _free_port()  # nothing listens there
+    t0 = time.time()
+    with pytest.raises(UserError, match="tracker unreachable"):
+        btvm.tune(tiny_p5, "llvm", 128, tmp_path / "db", trials=2,
+                  rpc=f"127.0.0.1:{port}:rk3588", progress=False)
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "db").exists()
+
+
+def test_bad_rpc_and_device_targets(tmp_path, tiny_p5):
+    with pytest.raises(UserError, match="expected host:port:key"):
+        btvm.tune(tiny_p5, "llvm", 128, tmp_path / "db", trials=2, rpc="localhost:9190")
+    with pytest.raises(UserError, match="must be measured on the device"):
+        btvm.tune(tiny_p5, "mali", 128, tmp_path / "db", trials=2)
+    with pytest.raises(UserError, match="max stride 32"):
+        btvm.tune(tiny_p5, "llvm", 100, tmp_path / "db", trials=2)
+    assert not (tmp_path / "db").exists()
