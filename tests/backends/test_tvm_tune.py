@@ -145,3 +145,24 @@ def test_bad_rpc_and_device_targets(tmp_path, tiny_p5):
     with pytest.raises(UserError, match="max stride 32"):
         btvm.tune(tiny_p5, "llvm", 100, tmp_path / "db", trials=2)
     assert not (tmp_path / "db").exists()
+
+
+def test_tvm_logger_setup_survives_foreign_handlers(tmp_path) -> None:
+    """A handler TVM did not create on its meta-schedule logger (test runners and apps add
+    them) must not break tuning: TVM 0.27 rebuilds its dictConfig from handler names."""
+    import logging
+
+    from tvm.s_tir.meta_schedule.logging import get_loggers_from_work_dir
+    from yolov7c.backends.tvm.tuning import META_SCHEDULE_LOGGER, _foreign_handlers_detached
+
+    logger = logging.getLogger(META_SCHEDULE_LOGGER)
+    foreign = logging.NullHandler()  # unnamed, like a capture handler
+    logger.addHandler(foreign)
+    try:
+        with pytest.raises(AttributeError):  # what TVM does on its own
+            get_loggers_from_work_dir(str(tmp_path / "a"), ["task"])
+        with _foreign_handlers_detached():
+            get_loggers_from_work_dir(str(tmp_path / "b"), ["task"])
+        assert foreign in logger.handlers  # restored afterwards
+    finally:
+        logger.removeHandler(foreign)

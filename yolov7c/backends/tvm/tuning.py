@@ -14,7 +14,9 @@ at a time, round-robin over tasks:
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -22,7 +24,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from torch import nn
 
@@ -255,6 +257,27 @@ def _local_runner():
         number=3, repeat=1, min_repeat_ms=50))
 
 
+META_SCHEDULE_LOGGER = "tvm.s_tir.meta_schedule"
+
+
+@contextlib.contextmanager
+def _foreign_handlers_detached() -> Iterator[None]:
+    """TVM 0.27 rebuilds its logging dictConfig from the names of the handlers already on its
+    logger: a handler it did not create (a test runner's capture handler, an application's)
+    makes that crash (unnamed: ``None.format``) or fail (named: unknown to dictConfig). Detach
+    such handlers while TVM configures its loggers, then put them back."""
+    logger = logging.getLogger(META_SCHEDULE_LOGGER)
+    foreign = [h for h in logger.handlers
+               if not (h.get_name() or "").startswith(META_SCHEDULE_LOGGER)]
+    for h in foreign:
+        logger.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in foreign:
+            logger.addHandler(h)
+
+
 def _fmt_s(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -330,8 +353,9 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
                         f"{len(all_tasks)} tasks (e.g. {all_tasks[0].task_name})")
     stats = {"skipped": 0}
     strategy = _dedup_search_class()(None, stats)
-    ctxs, weights = extracted_tasks_to_tune_contexts(
-        sel, work_dir=str(d), strategy=strategy, seed=seed, num_threads="physical")
+    with _foreign_handlers_detached():
+        ctxs, weights = extracted_tasks_to_tune_contexts(
+            sel, work_dir=str(d), strategy=strategy, seed=seed, num_threads="physical")
     n = len(ctxs)
     wls = [db.commit_workload(c.mod) for c in ctxs]
     count = lambda i: len(db.get_top_k(wls[i], 1 << 30))  # noqa: E731
