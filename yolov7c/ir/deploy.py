@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import ops
 from .graph import GRAPH_INPUT, Graph, Node
 
 BN_OPS = ("Conv", "DownC", "SPPCSPC")
@@ -34,17 +33,21 @@ def dce(graph: Graph) -> Graph:
                                 for n in kept])
 
 
-def prune_aux(graph: Graph) -> Graph:
-    """IAuxDetect(lead..., aux...) → IDetect(lead...), then dead-code elimination removes the
-    auxiliary convs and anything that fed only them (E6E's partial taps stay: the lead uses
-    them)."""
+def detach_aux(graph: Graph) -> Graph:
+    """IAuxDetect(lead..., aux...) → IDetect(lead...), nodes kept: the graph the official
+    fused forward executes (the aux convs still exist, nothing reads them)."""
     head = graph.head
     if head.op != "IAuxDetect":
         return graph
     nl = len(head.attrs["anchors"])
-    nodes = [n.replace(op="IDetect", inputs=n.inputs[:nl]) if n.index == head.index else n
-             for n in graph.nodes]
-    return dce(graph.replace_nodes(nodes))
+    return graph.replace_nodes([n.replace(op="IDetect", inputs=n.inputs[:nl])
+                                if n.index == head.index else n for n in graph.nodes])
+
+
+def prune_aux(graph: Graph) -> Graph:
+    """Detach the aux head, then dead-code elimination removes the auxiliary convs and
+    anything that fed only them (E6E's partial taps stay: the lead uses them)."""
+    return dce(detach_aux(graph))
 
 
 def _map_nodes(graph: Graph, fn: Callable[[Node], Node]) -> Graph:
@@ -96,7 +99,3 @@ def to_deploy(graph: Graph, fuse: bool = True) -> Graph:
         g = fold_bn(fuse_repconv(g))
     return g.replace_nodes(g.nodes, form="deploy")
 
-
-def is_fused(graph: Graph) -> bool:
-    return not any(n.op == "RepConv" or (n.op in BN_OPS and n.attrs.get("bn", True))
-                   for n in graph.nodes) and ops.get(graph.head.op).name == "Detect"

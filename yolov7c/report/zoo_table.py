@@ -31,23 +31,13 @@ from .tables import Table
 FORMS = ("training", "training fused", "deploy", "deploy fused")
 
 
-def _lead_only_head(g: Graph) -> Graph:
-    """The aux head detached (no DCE): what the official fused forward executes."""
-    h = g.head
-    if h.op != "IAuxDetect":
-        return g
-    nl = len(h.attrs["anchors"])
-    return g.replace_nodes([n.replace(op="IDetect", inputs=n.inputs[:nl])
-                            if n.index == h.index else n for n in g.nodes])
-
-
 @lru_cache(maxsize=None)
 def _graphs(model: str) -> dict[str, tuple[Graph, Graph]]:
     """form -> (graph counted for params, graph counted for FLOPs)."""
     g = zoo.get(model)
     tf = ird.fold_bn(ird.fuse_repconv(g))
     dep, depf = ird.to_deploy(g, fuse=False), ird.to_deploy(g)
-    return {"training": (g, g), "training fused": (tf, _lead_only_head(tf)),
+    return {"training": (g, g), "training fused": (tf, ird.detach_aux(tf)),
             "deploy": (dep, dep), "deploy fused": (depf, depf)}
 
 

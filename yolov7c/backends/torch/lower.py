@@ -67,7 +67,6 @@ class YoloModel(nn.Module):
         self.model = nn.Sequential(*(
             FACTORIES[n.op](n, tuple(int(c) for c in graph.c_in(n.index)), graph)
             for n in graph.nodes))
-        self.inputs: list[tuple[int, ...]] = [n.inputs for n in graph.nodes]
         self.multi: list[bool] = [n.op in MULTI_INPUT for n in graph.nodes]
         positions = {n.index: p for p, n in enumerate(graph.nodes)}
         self.input_pos: list[tuple[int, ...]] = [
