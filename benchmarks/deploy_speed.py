@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-import yolov7c  # noqa: E402
-from yolov7c.passes import example_input, randomize, run_passes  # noqa: E402
+from yolov7c.api.models import resolve  # noqa: E402
+from yolov7c.passes import example_input, run_passes  # noqa: E402
 from yolov7c.io_util import write_text_atomic  # noqa: E402
 
 
@@ -33,8 +33,7 @@ def _time(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 @torch.no_grad()
 def bench(name: str, img: int, repeats: int, warmup: int = 3) -> dict:
-    model = yolov7c.build(name)
-    randomize(model, example_input(model, 128, batch=2, seed=1))
+    model = resolve(name)  # the API's one weights rule: seeded random weights, real BN stats
     result = run_passes(model, "deploy", img=128)
     train, deploy = model.eval(), result.module.eval()
     x = example_input(model, img)

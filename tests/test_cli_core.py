@@ -47,7 +47,7 @@ def test_convert_yaml_zoo_to_cfg_and_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args,match", [
     (["convert-yaml", "nope.yaml"], r"nope.yaml: cannot read cfg"),
     (["convert-yaml", "yolov9"], r"unknown model 'yolov9'"),
-    (["convert-yaml", "yolov7", "--out", "/proc/version/x.yaml"], r"cannot write there"),
+    (["convert-yaml", "yolov7", "--out", "/proc/version/x.yaml"], r"is a file, not a folder"),
     (["e2e", "yolov9"], r"unknown model 'yolov9'"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], match: str) -> None:
@@ -87,3 +87,87 @@ def test_e2e_main_job(tmp_path: Path) -> None:
     assert steps["onnx"]["max_rel_err"] <= 1e-4
     assert "skipped" in steps["tvm"] or steps["tvm"]["max_rel_err"] <= 1e-4
     assert (tmp_path / "summary.json").exists() and (tmp_path / "yolov7-tiny.onnx").exists()
+    assert "Fast mode segfaults" not in r.stderr and "Warning" not in r.stderr
+
+
+# ---------------------------------------------------------------- issue 12: the CLI boundary
+
+BAD_VALUES = [
+    (["bench", "yolov7-tiny", "--repeat", "0"], r"--repeat 0: expected an integer ≥ 1"),
+    (["passes", "yolov7-tiny", "--img", "0"], r"--img 0: .* use 32 or 64"),
+    (["passes", "yolov7-tiny", "--img", "300"], r"--img 300: .* use 288 or 320"),
+    (["passes", "yolov7-tiny", "--img", "-320"], r"--img -320: .* use 32 or 64"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--img", "-5"], r"--img -5: .* use 32 or 64"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--opset", "99"], r"--opset 99: use an ONNX "
+     r"opset from 17"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--iou", "2"], r"--iou 2.0: "),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--score", "-1"], r"--score -1.0: "),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--max-det", "-1"], r"--max-det -1"),
+    (["tune", "yolov7-tiny", "--db", "db", "--per-round", "0"], r"--per-round 0: "),
+    (["passes", "yolov7-tiny", "--rtol", "-1", "--out", "d.ckpt"], r"--rtol -1.0: expected a "
+     r"positive number"),
+    (["e2e", "--out", "FILE"], r"--out FILE: is a file; give a folder"),
+    (["report", "no-such.ckpt"], r"no-such.ckpt: no such file"),
+]
+
+
+@pytest.mark.parametrize("argv,match", BAD_VALUES, ids=[" ".join(a[:1] + a[2:]) for a, _ in
+                                                       BAD_VALUES])
+def test_bad_values_exit_2_one_line_no_artifact(tmp_path: Path, monkeypatch, capsys,
+                                                argv: list[str], match: str) -> None:
+    """Each value the issue found accepted (or crashing) is refused at the boundary: exit 2,
+    one line naming the flag, no traceback, nothing left behind."""
+    from yolov7c.cli import main
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("x")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.search(match, lines[0]), err
+    assert "Traceback" not in err and "\x1b" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
+
+
+def test_report_takes_a_saved_checkpoint(tmp_path: Path, capsys) -> None:
+    """`yolov7c report my.ckpt` for a file written by yolov7c.save (was "unknown model")."""
+    from yolov7c.cli import main
+    g = yolov7c.graph("yolov7-tiny", nc=3)
+    yolov7c.save(yolov7c.build(g), tmp_path / "my.ckpt")
+    assert main(["report", str(tmp_path / "my.ckpt"), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["model"] == "yolov7-tiny" and obj["nc"] == 3 and obj["form"] == "training"
+
+
+def test_library_errors_name_arguments_the_cli_maps_flags() -> None:
+    from yolov7c.cli import build_parser, flag_map, user_message
+    from yolov7c.errors import UserError
+    parser = build_parser()
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices)
+    flags = flag_map(sub.choices["export"])
+    assert user_message(UserError("max_det -1: must be >= 1", arg="max_det"), flags) == \
+        "--max-det -1: must be >= 1"
+    assert user_message(UserError("iou_thr 2: bad", arg="iou_thr"), flags) == "--iou 2: bad"
+    assert user_message(UserError("\x1b[31mred\x1b[0m\nline"), flags) == "red line"
+    assert user_message(UserError("model 'x': unknown"), flags) == "model 'x': unknown"
+
+
+def test_json_stdout_is_one_object_and_third_party_logs_stay_off(tmp_path: Path) -> None:
+    """A real process: stdout holds the JSON alone; torch/onnx warnings and C-level prints go
+    to the log file, not the terminal (route: YOLOV7C_LOG)."""
+    log = tmp_path / "third-party.log"
+    env_log = {"YOLOV7C_LOG": str(log)}
+    r = cli_env(env_log, "export", "yolov7-tiny", "--img", "64", "--out",
+                str(tmp_path / "t.onnx"), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout)  # raises if anything else is on stdout
+    assert obj["img"] == 64 and obj["opset"] == 17 and (tmp_path / "t.onnx").is_file()
+    assert "Warning" not in r.stderr and "Traceback" not in r.stderr
+    assert log.exists()
+
+
+def cli_env(extra: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+        **extra)
+    return subprocess.run([sys.executable, "-m", "yolov7c", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600, env=env)

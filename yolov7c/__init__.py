@@ -1,18 +1,23 @@
 """yolov7c: a compiler-style model builder and graph transformer for the YOLOv7 family.
 
-Public API (each call composes the components; heavy imports happen on first use):
+Public API (names resolve on first use, so ``import yolov7c`` stays light):
 
-- ``graph(name, nc=80)``            the zoo model's IR graph (training form)
-- ``build(name_or_graph, nc=80)``   a trainable ``torch.nn.Module`` lowered from the IR
-- ``analyze(graph, img)``           parameters / FLOPs / activations per node
-- ``to_deploy(graph)``              the deploy-form graph (architecture only)
-- ``deploy(model)``                 the verified deploy-pipeline module (passes)
-- ``run_passes(model, pipeline)``   any pass pipeline, verified after each pass
-- ``save(model, path)`` / ``load(path)``   checkpoints (weights-only, architecture inside)
-- ``scale(graph, depth, width)``    concat-aware compound scaling (numbers or sympy symbols)
+- ``resolve(source, nc=None, seed=0)``  any model source → eval-mode module: zoo name, DSL
+  ``.py``, official ``.yaml``, our checkpoint, official ``.pt``, ``Graph`` (weightless
+  sources get seeded random weights; checkpoints keep theirs)
+- ``load(path)`` / ``save(model, path)``  our checkpoints (weights-only, architecture inside)
+- ``deploy(source)``                    the verified deploy-pipeline module
+- ``export`` / ``compile`` / ``tune`` / ``bench`` / ``report``  the backend and report verbs
+- ``graph(name, nc=80)``, ``build(name_or_graph)``, ``analyze(graph, img)``,
+  ``to_deploy(graph)``, ``scale(graph, depth, width)``, ``run_passes(model, pipeline)``:
+  the IR and pass building blocks
+- ``nms``, ``val``, ``detect``, ``criterion``, ``train``: detection, evaluation, training
 """
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from typing import Any, Sequence
 
 from . import zoo
@@ -23,6 +28,73 @@ from .ir.graph import Graph, Node
 
 __version__ = "0.1.0"
 
+# public name → (module, attribute), imported on first access
+_LAZY = {
+    "resolve": ("yolov7c.api.models", "resolve"),
+    "load": ("yolov7c.api.models", "load_checkpoint"),
+    "save": ("yolov7c.api.models", "save"),
+    "deploy": ("yolov7c.api.models", "deploy"),
+    "export": ("yolov7c.api.backends", "export"),
+    "compile": ("yolov7c.api.backends", "compile"),
+    "tune": ("yolov7c.api.backends", "tune"),
+    "bench": ("yolov7c.api.backends", "bench"),
+    "report": ("yolov7c.api.reports", "report"),
+    "run_passes": ("yolov7c.passes", "run_passes"),
+    "nms": ("yolov7c.eval.nms", "nms"),
+    "val": ("yolov7c.api.evaluate", "val"),
+    "detect": ("yolov7c.api.evaluate", "detect"),
+    "criterion": ("yolov7c.train.loss", "criterion"),
+    "train": ("yolov7c.api.training", "train"),
+}
+
+
+# API names that are also subpackages (yolov7c.report, yolov7c.train): the import system
+# rebinds such a name to the subpackage when it is first imported, so the root keeps a
+# callable that is the API function when called and the subpackage for attribute access
+# (``yolov7c.train.loss``, ``import yolov7c.report.plots as P`` keep working).
+_SHADOWED = {"report", "train"}
+
+
+class _Entry:
+    """``yolov7c.<name>``: calls the API function; attributes come from the subpackage."""
+
+    def __init__(self, name: str) -> None:
+        self.__name__ = f"{__name__}.{name}"
+        self._target = _LAZY[name]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(self._target[0]), self._target[1])(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), attr)
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return getattr(importlib.import_module(self._target[0]), self._target[1]).__doc__
+
+    def __repr__(self) -> str:
+        return f"<yolov7c API function {self._target[1]} / subpackage {self.__name__}>"
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return  # the subpackage stays in sys.modules and behind the _Entry
+        super().__setattr__(name, value)
+
+
+def __getattr__(name: str) -> Any:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'yolov7c' has no attribute {name!r}")
+    value = getattr(importlib.import_module(target[0]), target[1])
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 def graph(name: str, nc: int = 80, anchors: Sequence[Sequence[float]] | None = None) -> Graph:
     """The IR graph of zoo model ``name`` (training form)."""
@@ -31,34 +103,11 @@ def graph(name: str, nc: int = 80, anchors: Sequence[Sequence[float]] | None = N
 
 def build(model: str | Graph, nc: int = 80,
           anchors: Sequence[Sequence[float]] | None = None) -> Any:
-    """A trainable PyTorch module for a zoo name or an IR graph (``nc`` applies to names)."""
+    """A trainable PyTorch module (fresh default initialisation) for a zoo name or an IR
+    graph (``nc`` applies to names); ``resolve`` gives seeded, non-trivial weights."""
     from .backends.torch.lower import lower
     g = model if isinstance(model, Graph) else graph(model, nc=nc, anchors=anchors)
     return lower(g)
-
-
-def deploy(model: Any, **kw: Any) -> Any:
-    """Run the ``deploy`` pipeline (prune aux, fold implicit, fuse RepConv, fold BN, DCE)."""
-    from .passes import deploy as _deploy
-    return _deploy(model, **kw)
-
-
-def run_passes(model: Any, pipeline: Any = "deploy", **kw: Any) -> Any:
-    """Run a named pipeline or a list of pass names; returns the pipeline result."""
-    from .passes import run_passes as _run
-    return _run(model, pipeline, **kw)
-
-
-def save(model: Any, path: str, **kw: Any) -> None:
-    """Write a checkpoint: architecture spec + state_dict, loadable with weights_only=True."""
-    from .backends.torch.checkpoint import save as _save
-    _save(model, path, **kw)
-
-
-def load(path: str, **kw: Any) -> Any:
-    """Rebuild the ``nn.Module`` stored in a checkpoint we wrote (executes nothing from it)."""
-    from .backends.torch.checkpoint import load as _load
-    return _load(path, **kw)
 
 
 def scale(graph_or_name: Any, depth: Any = 1, width: Any = 1, rule: str = "compound",
@@ -69,4 +118,9 @@ def scale(graph_or_name: Any, depth: Any = 1, width: Any = 1, rule: str = "compo
     return _scale(g, depth=depth, width=width, rule=rule, **kw)
 
 
-__all__ = ["deploy", "load", "run_passes", "save", "scale", "to_deploy", "Graph", "Node", "UserError", "analyze", "build", "graph", "zoo", "__version__"]
+sys.modules[__name__].__class__ = _Package
+for _name in _SHADOWED:
+    globals()[_name] = _Entry(_name)
+
+__all__ = ["Graph", "Node", "UserError", "__version__", "analyze", "build", "graph", "scale",
+           "to_deploy", "zoo", *_LAZY]

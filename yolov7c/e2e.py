@@ -1,128 +1,196 @@
-"""The main job, end to end: zoo model → report → verified deploy pipeline → ONNX
-(onnxruntime) → TVM (llvm), each backend checked against PyTorch on a synthetic image.
+"""The main job, end to end: model → report → verified deploy pipeline → ONNX (onnxruntime)
+→ TVM (llvm), each backend checked against PyTorch on a synthetic image.
 
-Every step prints what it did and what it measured; the summary is written as JSON. Any
-check over its bound makes the job fail (exit 1) with the step's name.
+The job is a list of stages (``STAGES``), each a function of the shared ``Context`` that
+returns its summary entry; a stage that finds a check over its bound raises ``CheckFailed``
+(exit 1, naming the stage). Progress goes through ``logging`` (the CLI shows it on stderr);
+the summary is written as JSON. New stages (training, detection, evaluation) append to the
+list.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 
-from . import zoo
 from .errors import UserError
 from .io_util import write_text_atomic
-from .ir.analysis import analyze
-from .ir.deploy import to_deploy
 from .synthetic import synthetic_scene
 
 REL_TOL = 1e-4  # max |backend − torch| / max |torch|, the bound every backend must meet
+log = logging.getLogger("yolov7c.e2e")
 
 
 class CheckFailed(RuntimeError):
     """A backend's output differs from PyTorch's by more than its bound."""
 
 
+@dataclass
+class Context:
+    """What the stages share: the inputs, and what earlier stages produced."""
+
+    source: Any
+    img: int
+    nc: int | None
+    out: Path
+    seed: int = 0
+    with_tvm: bool = True
+    model: nn.Module | None = None          # training graph, eval mode (stage "model")
+    deployed: nn.Module | None = None       # deploy module (stage "deploy")
+    x: torch.Tensor | None = None           # the synthetic image batch (1, 3, img, img)
+    ref: np.ndarray | None = None           # deployed(x) decoded output, the reference
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The model's name for artifact files (``yolov7-tiny.onnx``)."""
+        from .api.models import model_name
+        return Path(model_name(self.source)).stem
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    run: Callable[[Context], dict[str, Any]]
+    enabled: Callable[[Context], bool] = lambda ctx: True
+
+
 def _rel_err(out: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
     """(max abs error, relative to max |ref|): the pass manager's metric, on numpy outputs."""
     from .passes.verify import errors
-    return errors([torch.from_numpy(ref)], [torch.from_numpy(out)])
+    return errors([torch.from_numpy(ref)], [torch.from_numpy(np.asarray(out))])
 
 
-def _step(log: Callable[[str], None], name: str):
-    class _Timer:
-        def __enter__(self):
-            self.t = time.perf_counter()
-            log(f"[{name}] ...")
-            return self
-
-        def __exit__(self, *exc: Any) -> None:
-            self.seconds = time.perf_counter() - self.t
-    return _Timer()
+def _check(name: str, out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    abs_err, rel_err = _rel_err(out, ref)
+    log.info("  max abs err %.2e, relative %.2e (bound %g)", abs_err, rel_err, REL_TOL)
+    if not rel_err <= REL_TOL:
+        raise CheckFailed(f"{name}: relative error {rel_err:.2e} > {REL_TOL:g}")
+    return {"max_abs_err": abs_err, "max_rel_err": rel_err}
 
 
-def run_e2e(model: str = "yolov7-tiny", img: int = 320, nc: int = 80,
-            out_dir: str | Path = "runs/e2e", with_tvm: bool = True, seed: int = 0,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the whole flow on one zoo model; returns (and writes) the summary."""
-    from .backends.onnx import export_onnx, run_onnx
-    from .passes import randomize, run_passes
+def stage_model(ctx: Context) -> dict[str, Any]:
+    from .api.models import resolve
+    ctx.model = resolve(ctx.source, nc=ctx.nc, seed=ctx.seed, img=ctx.img)
+    params = sum(p.numel() for p in ctx.model.parameters())
+    log.info("  %s, %s params (seeded random weights unless a checkpoint)",
+             type(ctx.model).__name__, f"{params:,}")
+    scene = synthetic_scene(ctx.img, seed=ctx.seed)
+    ctx.x = torch.from_numpy(scene.image)[None]
+    return {"params": params}
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    graph = zoo.get(model, nc=nc)
-    summary: dict[str, Any] = {"model": model, "img": img, "nc": nc, "steps": {}}
 
-    with _step(log, "report") as t:
-        train, dep = analyze(graph, img), analyze(to_deploy(graph), img)
-        for form, a in (("training", train), ("deploy", dep)):
-            log(f"  {form:<8} params {int(a.params):>12,}  GFLOPs@{img} official "
-                f"{float(a.gflops('official')):.3f}  paper {float(a.gflops('paper')):.3f}  "
-                f"macs2 {float(a.gflops('macs2')):.3f}")
-    summary["steps"]["report"] = {"params": int(train.params), "deploy_params": int(dep.params),
-                                  "gflops": float(train.gflops()), "seconds": t.seconds}
+def stage_report(ctx: Context) -> dict[str, Any]:
+    from .ir.analysis import analyze
+    from .ir.deploy import to_deploy
+    from .passes.verify import ir_graph
+    graph = ir_graph(ctx.model)
+    if graph is None:
+        return {"skipped": "no IR graph"}
+    train = analyze(graph, ctx.img)
+    dep = analyze(to_deploy(graph), ctx.img) if graph.form == "training" else train
+    for form, a in (("training", train), ("deploy", dep)):
+        log.info("  %-8s params %12s  GFLOPs@%d official %.3f  paper %.3f  macs2 %.3f", form,
+                 f"{int(a.params):,}", ctx.img, float(a.gflops("official")),
+                 float(a.gflops("paper")), float(a.gflops("macs2")))
+    return {"params": int(train.params), "deploy_params": int(dep.params),
+            "gflops": float(train.gflops())}
 
-    scene = synthetic_scene(img, seed=seed)
-    x = torch.from_numpy(scene.image)[None]
-    torch.manual_seed(seed)
-    from . import build
-    net = randomize(build(graph).eval(), x, seed=seed)
 
-    with _step(log, "deploy pipeline (verified after every pass)") as t:
-        result = run_passes(net, "deploy", example=x)
-        for r in result.records:
-            log(f"  {r.name:<14} params {r.params_before:>11,} → {r.params_after:>11,}  "
-                f"max abs err {r.max_abs_err:.2e}  rel {r.max_rel_err:.2e}")
-    deployed = result.module.eval()
-    if result.params != int(dep.params):
-        raise CheckFailed(f"deploy pipeline: {result.params} params, the IR deploy form has "
-                          f"{int(dep.params)}")
-    summary["steps"]["deploy"] = {"params": result.params, "max_rel_err": result.max_rel_err,
-                                  "seconds": t.seconds}
+def stage_deploy(ctx: Context) -> dict[str, Any]:
+    from .ir.deploy import to_deploy
+    from .passes import run_passes
+    from .passes.verify import ir_graph
+    result = run_passes(ctx.model, "deploy", example=ctx.x)
+    for r in result.records:
+        log.info("  %-14s params %11s → %11s  max abs err %.2e  rel %.2e", r.name,
+                 f"{r.params_before:,}", f"{r.params_after:,}", r.max_abs_err, r.max_rel_err)
+    ctx.deployed = result.module.eval()
+    graph = ir_graph(ctx.model)
+    if graph is not None and graph.form == "training":
+        from .ir.analysis import analyze
+        expected = int(analyze(to_deploy(graph), ctx.img).params)
+        if result.params != expected:
+            raise CheckFailed(f"deploy pipeline: {result.params} params, the IR deploy form "
+                              f"has {expected}")
     with torch.no_grad():
-        ref = deployed(x)[0].numpy()
+        ctx.ref = ctx.deployed(ctx.x)[0].numpy()
+    return {"params": result.params, "max_rel_err": result.max_rel_err}
 
-    with _step(log, "onnx export + onnxruntime") as t:
-        onnx_path = export_onnx(deployed, img, out / f"{model}.onnx")
-        ort_abs, ort_rel = _rel_err(run_onnx(onnx_path, x)[0], ref)
-        log(f"  {onnx_path}: max abs err {ort_abs:.2e}  rel {ort_rel:.2e} (bound {REL_TOL:g})")
-    summary["steps"]["onnx"] = {"path": str(onnx_path), "max_abs_err": ort_abs,
-                                "max_rel_err": ort_rel, "seconds": t.seconds}
-    if ort_rel > REL_TOL:
-        raise CheckFailed(f"onnxruntime: relative error {ort_rel:.2e} > {REL_TOL:g}")
 
-    if with_tvm:
-        summary["steps"]["tvm"] = _tvm_step(deployed, img, x, ref, out / f"{model}_llvm.so", log)
+def stage_onnx(ctx: Context) -> dict[str, Any]:
+    from .backends.onnx import export_onnx, run_onnx
+    path = export_onnx(ctx.deployed, ctx.img, ctx.out / f"{ctx.name}.onnx")
+    log.info("  wrote %s", path)
+    ctx.files["onnx"] = str(path)
+    return {"path": str(path), **_check("onnxruntime", run_onnx(path, ctx.x)[0], ctx.ref)}
 
-    boxes = _count_detections(ref)
-    log(f"[done] {boxes} candidate boxes with score > 0.25 on the synthetic image "
-        f"(random weights); summary: {out / 'summary.json'}")
-    summary["candidates_over_0.25"] = boxes
+
+def _tvm_installed(ctx: Context) -> bool:
+    import importlib.util
+    if not ctx.with_tvm:
+        return False
+    if importlib.util.find_spec("tvm") is None:
+        log.info("[tvm] skipped: apache-tvm is not installed (pip install -e '.[tvm]')")
+        return False
+    return True
+
+
+def stage_tvm(ctx: Context) -> dict[str, Any]:
+    from .backends.tvm import compile_model, load
+    lib = ctx.out / f"{ctx.name}_llvm.so"
+    compile_model(ctx.deployed, "llvm", ctx.img, lib, verbose=False)
+    log.info("  wrote %s (untuned: slow on CPU; `yolov7c tune` makes it fast)", lib)
+    ctx.files["tvm"] = str(lib)
+    return {"path": str(lib), **_check("tvm", load(lib)(ctx.x.numpy())[0], ctx.ref)}
+
+
+STAGES: list[Stage] = [
+    Stage("model", "model (resolve; seeded random weights)", stage_model),
+    Stage("report", "report: params and FLOPs, training and deploy form", stage_report),
+    Stage("deploy", "deploy pipeline (verified after every pass)", stage_deploy),
+    Stage("onnx", "ONNX export + onnxruntime, checked against torch", stage_onnx),
+    Stage("tvm", "TVM compile (llvm, untuned) + run, checked against torch", stage_tvm,
+          _tvm_installed),
+]
+
+
+def run_e2e(model: Any = "yolov7-tiny", img: int = 320, nc: int | None = None,
+            out_dir: str | Path = "runs/e2e", with_tvm: bool = True, seed: int = 0,
+            stages: list[Stage] | None = None) -> dict[str, Any]:
+    """Run the stages on any model source; returns (and writes) the summary."""
+    from .api.args import output_dir
+    from .api.models import model_name
+    out = output_dir(out_dir, "out")
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(model, img, nc, out, seed, with_tvm)
+    todo = [s for s in (STAGES if stages is None else stages)]
+    summary: dict[str, Any] = {"model": model_name(model), "img": img, "steps": {}}
+    t_all = time.perf_counter()
+    for i, st in enumerate(todo, 1):
+        if not st.enabled(ctx):
+            summary["steps"][st.name] = {"skipped": True}
+            continue
+        log.info("[%d/%d] %s", i, len(todo), st.title)
+        t0 = time.perf_counter()
+        entry = st.run(ctx)
+        entry["seconds"] = round(time.perf_counter() - t0, 2)
+        log.info("  done in %.1f s", entry["seconds"])
+        summary["steps"][st.name] = entry
+    if ctx.ref is not None:
+        summary["candidates_over_0.25"] = _count_detections(ctx.ref)
+    summary["seconds"] = round(time.perf_counter() - t_all, 2)
+    summary["summary"] = str(out / "summary.json")
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
-
-
-def _tvm_step(deployed: torch.nn.Module, img: int, x: torch.Tensor, ref: np.ndarray,
-              lib_path: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    import importlib.util
-    if importlib.util.find_spec("tvm") is None:
-        log("[tvm] skipped: apache-tvm is not installed (pip install -e '.[tvm]')")
-        return {"skipped": "apache-tvm not installed"}
-    from .backends.tvm import compile_model, load
-    with _step(log, "tvm compile (llvm, untuned) + run") as t:
-        compile_model(deployed, "llvm", img, lib_path, verbose=False)
-        tvm_abs, tvm_rel = _rel_err(load(lib_path)(x.numpy())[0], ref)
-        log(f"  {lib_path}: max abs err {tvm_abs:.2e}  rel {tvm_rel:.2e} (bound {REL_TOL:g}); "
-            f"untuned code is slow on CPU: tune with `yolov7c tune`")
-    if tvm_rel > REL_TOL:
-        raise CheckFailed(f"tvm: relative error {tvm_rel:.2e} > {REL_TOL:g}")
-    return {"path": str(lib_path), "max_abs_err": tvm_abs, "max_rel_err": tvm_rel,
-            "seconds": t.seconds}
 
 
 def _count_detections(decoded: np.ndarray, thr: float = 0.25) -> int:
@@ -130,4 +198,4 @@ def _count_detections(decoded: np.ndarray, thr: float = 0.25) -> int:
     return int((scores.max(1) > thr).sum())
 
 
-__all__ = ["run_e2e", "CheckFailed", "UserError", "REL_TOL"]
+__all__ = ["CheckFailed", "Context", "REL_TOL", "STAGES", "Stage", "UserError", "run_e2e"]

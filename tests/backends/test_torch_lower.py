@@ -58,14 +58,17 @@ def test_deploy_form_lowers_with_exact_params() -> None:
     assert sum(p.numel() for p in m.parameters()) == 36_905_341  # official fused deploy
 
 
-@pytest.mark.parametrize("name,file", [
-    ("yolov7-tiny", "state_dict_yolov7-tiny_training.json"),
-    ("yolov7", "state_dict_yolov7_training.json"),
-    ("yolov7-e6e", "state_dict_yolov7-e6e_training.json"),
-])
-def test_state_dict_matches_official_keys_and_shapes(shared, name: str, file: str) -> None:
+@pytest.mark.parametrize("form", ["training", "deploy"])
+@pytest.mark.parametrize("name", yolov7c.zoo.list())
+def test_state_dict_matches_official_keys_and_shapes(shared, name: str, form: str) -> None:
+    """Every zoo model whose official state_dict layout is recorded in ../shared (the
+    unfused deploy cfg for ``deploy``); the others skip, naming the missing file."""
+    file = f"state_dict_{name}_{form}.json"
     official = {k: list(s) for k, s in shared.json("reference", "official_state_dicts", file)}
-    ours = {k: list(v.shape) for k, v in yolov7c.build(name).state_dict().items()}
+    graph = yolov7c.graph(name)
+    if form == "deploy":
+        graph = to_deploy(graph, fuse=False)
+    ours = {k: list(v.shape) for k, v in yolov7c.build(graph).state_dict().items()}
     assert ours == official
 
 

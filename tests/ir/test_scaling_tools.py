@@ -64,7 +64,7 @@ def test_budget_below_smallest_is_one_line():
 
 
 # ----- emission ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["yolov7", "yolov7-tiny", "yolov7-e6e"])
+@pytest.mark.parametrize("name", zoo.list())
 def test_emit_dsl_and_yaml_import_back(name, tmp_path):
     g = scale(zoo.get(name), depth=1.5, width=0.75)
     path = tmp_path / "variant.py"

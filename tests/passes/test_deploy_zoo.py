@@ -10,8 +10,9 @@ from torch import nn
 import yolov7c
 from yolov7c.backends.torch import modules as M
 from yolov7c.backends.torch.lower import lower
-from yolov7c.ir.deploy import IR_PASSES
-from yolov7c.passes import PIPELINES, example_input, randomize, run_passes
+from yolov7c.ir.deploy import apply_step
+from yolov7c.backends.torch.init_weights import randomize_weights as randomize
+from yolov7c.passes import PIPELINES, example_input, run_passes
 
 BIG = {"yolov7-d6", "yolov7-e6e"}
 
@@ -26,7 +27,7 @@ def deploy_checked(graph: yolov7c.Graph, img: int) -> None:
         print(f"{graph.name} {rec.name:<14} modified={rec.modified!s:<5} params={rec.params_after:>11,} "
               f"max_abs={rec.max_abs_err:.3g} max_rel={rec.max_rel_err:.3g}")
         assert rec.max_rel_err <= 1e-4
-        after = IR_PASSES[rec.name](ir)
+        after = apply_step(rec.name, ir)
         assert rec.modified == (after is not ir and after.nodes != ir.nodes), rec.name
         ir = after
         assert rec.params_after == yolov7c.analyze(ir, 640).params, rec.name

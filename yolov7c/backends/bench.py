@@ -1,31 +1,41 @@
 """Side-by-side CPU latency of the backends, in one process, same input, same threads.
 
-    python benchmarks/backends.py --model yolov7-tiny --img 416 [--db DIR] [--json]
-    yolov7c bench yolov7-tiny --img 416 --backends torch-train,torch-deploy,onnxruntime,tvm,tvm-tuned
+This module measures modules it is given; it never resolves a model (that is the API's
+``yolov7c.api.bench``). Backends: torch-train (eval-mode training graph), torch-deploy
+(deploy pass pipeline), onnxruntime (ORT_ENABLE_ALL), tvm (untuned Relax build), tvm-tuned
+(MetaSchedule database). Each: warm-up, then ``repeat`` single-image runs timed one by one;
+we report the median and p10/p90, the max error against torch-deploy, and the floor = model
+FLOPs / measured peak (a fp32 matmul on the same threads), i.e. the latency at 100 % of the
+achievable peak. Untuned TVM is ~100x slower here, so backends slower than ``slow_s`` per
+run get fewer repeats (the count is reported).
 
-Backends: torch-train (eval-mode training graph), torch-deploy (deploy pass pipeline),
-onnxruntime (ORT_ENABLE_ALL), tvm (untuned Relax build), tvm-tuned (MetaSchedule database).
-Each: warm-up, then ``repeat`` single-image runs timed one by one; we report the median and
-p10/p90, the max error against torch-deploy, and the floor = model FLOPs / measured peak
-(a fp32 matmul on the same threads), i.e. the latency at 100 % of the achievable peak.
-Writes JSON (``--out``, default benchmarks/results/backends_<model>_<img>.json) and prints a
-table. Untuned TVM is ~100x slower here, so backends slower than ``--slow-s`` per run get
-fewer repeats (the count is reported).
+One result format (``FORMAT``), written by ``write_json`` and read by ``latencies`` (the zoo
+report's latency axis): ``{"format", "machine", "versions", "results": [row, ...]}``, one row
+per (model, img, backend); writing into an existing result file merges by that key, so one
+file can collect several models.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+from ..io_util import atomic_path
+
+FORMAT = "yolov7c.bench/1"
 DEFAULT_BACKENDS = ("torch-train", "torch-deploy", "onnxruntime", "tvm", "tvm-tuned")
+log = logging.getLogger("yolov7c.bench")
 
 
 def _cpu_name() -> str:
@@ -78,34 +88,31 @@ def _max_err(ref, got) -> float:
     return float(np.abs(r - g).max() / max(np.abs(r).max(), 1e-12))
 
 
-def run(model: str = "yolov7-tiny", img: int = 416, nc: int = 80,
-        backends: list[str] | tuple[str, ...] = DEFAULT_BACKENDS, threads: int | None = None,
-        repeat: int = 20, warmup: int = 3, db: str | None = None, tune_trials: int = 0,
-        deploy: bool = True, slow_s: float = 2.0) -> dict[str, Any]:
-    """Benchmark ``backends`` on ``model`` at ``img``; returns the result dict."""
-    from yolov7c.backends.tvm.targets import physical_cores
-    threads = threads or physical_cores()
+def check_backends(backends: Sequence[str]) -> list[str]:
+    """The backend names, validated (argument ``backends``)."""
+    names = [b for b in backends if b]
+    unknown = [b for b in names if b not in DEFAULT_BACKENDS]
+    if unknown or not names:
+        raise UserError(f"backends {','.join(unknown) or '(none)'}: unknown; use any of "
+                        f"{','.join(DEFAULT_BACKENDS)}")
+    return names
+
+
+def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
+            backends: Sequence[str] = DEFAULT_BACKENDS, threads: int = 1, repeat: int = 20,
+            warmup: int = 3, db: str | os.PathLike | None = None, tune_trials: int = 0,
+            flops: float | None = None, slow_s: float = 2.0) -> dict[str, Any]:
+    """Benchmark ``backends`` on the two given modules (training graph in eval mode and its
+    deploy module, same weights) at ``img``; returns the result dict (``FORMAT``)."""
     os.environ["TVM_NUM_THREADS"] = str(threads)   # before TVM's thread pool starts
     import torch
 
-    import yolov7c
-    from yolov7c.backends import onnx as bx
-    from yolov7c.cli.backends import build_model
+    from . import onnx as bx
 
-    unknown = [b for b in backends if b not in DEFAULT_BACKENDS]
-    if unknown:
-        raise yolov7c.UserError(f"--backends {','.join(unknown)}: unknown; use "
-                                f"{','.join(DEFAULT_BACKENDS)}")
+    backends = check_backends(backends)
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    train = build_model(model, nc=nc, deploy=False)
-    # the deploy model must carry the same weights: derive it from ``train`` (the pipeline
-    # works on a private copy), never from a second random build
-    dep = yolov7c.deploy(train).eval() if deploy else train
     x = bx.example_input(dep, img, seed=0)
     xn = x.numpy()
-    flops = float(yolov7c.analyze(yolov7c.graph(model, nc=nc), img).flops("official")) \
-        if model in yolov7c.zoo.list() else None
     peak = measure_peak_gflops(threads)
     load0 = os.getloadavg()[0]
     with torch.no_grad():
@@ -113,20 +120,20 @@ def run(model: str = "yolov7-tiny", img: int = 416, nc: int = 80,
 
     rows: list[dict[str, Any]] = []
     tmp = tempfile.mkdtemp(prefix="yolov7c-bench-")
+    common = {"model": model, "img": img, "threads": threads}
 
     def add(name: str, fn: Callable[[], Any] | None, note: str = "", setup_s: float = 0.0):
         if fn is None:
-            rows.append({"backend": name, "skipped": note})
-            print(f"[bench] {name}: skipped ({note})", file=sys.stderr, flush=True)
+            rows.append({**common, "backend": name, "skipped": note})
+            log.info("[bench] %s: skipped (%s)", name, note)
             return
-        out = fn()
-        err = _max_err(ref, out)
-        print(f"[bench] {name}: timing ...", file=sys.stderr, flush=True)
-        r = {"backend": name, **time_fn(fn, repeat, warmup, slow_s), "max_rel_err": err,
-             "setup_s": round(setup_s, 1), "note": note}
+        err = _max_err(ref, fn())
+        log.info("[bench] %s: timing ...", name)
+        r = {**common, "backend": name, **time_fn(fn, repeat, warmup, slow_s),
+             "max_rel_err": err, "setup_s": round(setup_s, 1), "note": note}
         rows.append(r)
-        print(f"[bench] {name}: median {r['median_ms']:.2f} ms (n={r['n']}), err {err:.1e}",
-              file=sys.stderr, flush=True)
+        log.info("[bench] %s: median %.2f ms (n=%d), err %.1e", name, r["median_ms"], r["n"],
+                 err)
 
     def torch_fn(m):
         def f():
@@ -139,7 +146,8 @@ def run(model: str = "yolov7-tiny", img: int = 416, nc: int = 80,
         if b == "torch-train":
             add(b, torch_fn(train), "eval-mode training graph (BN, RepConv, implicit)")
         elif b == "torch-deploy":
-            add(b, torch_fn(dep), "deploy pass pipeline" if deploy else "no deploy passes")
+            add(b, torch_fn(dep), "deploy pass pipeline" if dep is not train
+                else "no deploy passes")
         elif b == "onnxruntime":
             p = bx.export_onnx(dep, img, Path(tmp) / "m.onnx")
             sess = bx.ort_session(p, threads)
@@ -147,23 +155,20 @@ def run(model: str = "yolov7-tiny", img: int = 416, nc: int = 80,
             add(b, lambda: sess.run(None, {name: xn})[0], "ORT_ENABLE_ALL, CPU EP",
                 time.perf_counter() - t0)
         elif b == "tvm":
-            from yolov7c.backends import tvm as btvm
+            from . import tvm as btvm
             lib = Path(tmp) / "untuned.so"
             btvm.compile_model(dep, "llvm", img, lib, verbose=False)
             rn = btvm.load(lib)
             add(b, lambda: rn(xn)[0], "default Relax pipeline, no schedules",
                 time.perf_counter() - t0)
         elif b == "tvm-tuned":
-            from yolov7c.backends import tvm as btvm
-            from yolov7c.backends.tvm.tuning import is_packed
+            from . import tvm as btvm
             dbp = Path(db) if db else None
-            have_db = lambda: dbp is not None and (  # noqa: E731
-                is_packed(dbp) or (dbp / "database_workload.json").exists())
-            if not have_db() and tune_trials:
+            if (dbp is None or not dbp.exists()) and tune_trials:
                 dbp = dbp or Path(tmp) / "db"
                 btvm.tune(dep, "llvm", img, dbp, tune_trials)
-            if not have_db():
-                add(b, None, "no tuning database (--db) and --tune-trials 0")
+            if dbp is None or not dbp.exists():
+                add(b, None, "no tuning database (db) and tune_trials 0")
                 continue
             lib = Path(tmp) / "tuned.so"
             meta = btvm.compile_model(dep, "llvm", img, lib, db_dir=dbp, verbose=False)
@@ -172,6 +177,7 @@ def run(model: str = "yolov7-tiny", img: int = 416, nc: int = 80,
                 time.perf_counter() - t0)
     floor_ms = flops / (peak * 1e9) * 1e3 if flops else None
     for r in rows:
+        r["floor_ms"] = round(floor_ms, 3) if floor_ms else None
         if floor_ms and "median_ms" in r:
             r["pct_of_peak"] = round(100 * floor_ms / r["median_ms"], 1)
     import onnxruntime
@@ -180,40 +186,81 @@ def run(model: str = "yolov7-tiny", img: int = 416, nc: int = 80,
         tvm_v = tvm.__version__
     except ImportError:
         tvm_v = None
-    return {"model": model, "img": img, "deploy": deploy, "threads": threads,
-            "repeat": repeat, "warmup": warmup, "input": [1, 3, img, img],
+    return {"format": FORMAT,
             "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
                         "load1_before": round(load0, 2),
-                        "load1_after": round(os.getloadavg()[0], 2)},
+                        "load1_after": round(os.getloadavg()[0], 2),
+                        "peak_gflops": round(peak, 1)},
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                          "tvm": tvm_v, "python": platform.python_version()},
-            "flops": flops, "peak_gflops": round(peak, 1),
-            "floor_ms": round(floor_ms, 3) if floor_ms else None, "rows": rows}
+            "settings": {"repeat": repeat, "warmup": warmup, "input": [1, 3, img, img],
+                         "flops": flops},
+            "results": rows}
 
 
 def table(res: dict[str, Any]) -> str:
     """Markdown table of a result."""
     m = res["machine"]
-    head = (f"{res['model']} @ {res['img']}, {res['threads']} threads, {m['cpu']}, "
-            f"load1 {m['load1_before']}→{m['load1_after']}; floor "
-            f"{res['floor_ms']} ms = {res['flops'] / 1e9 if res['flops'] else '?':.2f} GFLOPs "
-            f"/ {res['peak_gflops']} GFLOP/s measured peak")
-    lines = [head, "", "| backend | median ms | p10 | p90 | n | % of peak | max rel err | note |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
+    lines = [f"{m['cpu']}, load1 {m['load1_before']}→{m['load1_after']}, measured peak "
+             f"{m['peak_gflops']} GFLOP/s (floor = model FLOPs / peak)", "",
+             "| model | img | backend | median ms | p10 | p90 | n | floor ms | % of peak "
+             "| max rel err | note |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["results"]:
         if "median_ms" not in r:
-            lines.append(f"| {r['backend']} | — | | | | | | skipped: {r['skipped']} |")
+            lines.append(f"| {r['model']} | {r['img']} | {r['backend']} | — | | | | | | | "
+                         f"skipped: {r['skipped']} |")
             continue
-        lines.append(f"| {r['backend']} | {r['median_ms']:.2f} | {r['p10_ms']:.2f} | "
-                     f"{r['p90_ms']:.2f} | {r['n']} | {r.get('pct_of_peak', '')} | "
+        lines.append(f"| {r['model']} | {r['img']} | {r['backend']} | {r['median_ms']:.2f} | "
+                     f"{r['p10_ms']:.2f} | {r['p90_ms']:.2f} | {r['n']} | "
+                     f"{r.get('floor_ms') or ''} | {r.get('pct_of_peak', '')} | "
                      f"{r['max_rel_err']:.1e} | {r['note']} |")
     return "\n".join(lines)
 
 
-def write_json(res: dict[str, Any], path: str | os.PathLike) -> None:
-    """Atomic JSON write."""
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A result file written by ``write_json`` (validated: one-line errors otherwise)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    os.replace(tmp, p)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as e:
+        raise UserError(f"bench {p}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"bench {p}: not a benchmark result ({type(e).__name__}); write one "
+                        f"with yolov7c bench --out") from None
+    if (not isinstance(data, dict) or data.get("format") != FORMAT
+            or not isinstance(data.get("results"), list)
+            or not all(isinstance(r, dict) for r in data["results"])):
+        raise UserError(f"bench {p}: not a {FORMAT} benchmark result; write one with "
+                        f"yolov7c bench --out")
+    return data
+
+
+def write_json(res: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``res`` atomically; rows of an existing result file for other (model, img,
+    backend) keys are kept, so one file collects several models."""
+    p = Path(path)
+    rows = list(res["results"])
+    if p.is_file():
+        key = lambda r: (r.get("model"), r.get("img"), r.get("backend"))  # noqa: E731
+        new = {key(r) for r in rows}
+        rows = [r for r in read_json(p)["results"] if key(r) not in new] + rows
+    with atomic_path(p) as tmp:
+        tmp.write_text(json.dumps({**res, "results": rows}, indent=1))
+    return p
+
+
+def latencies(res: dict[str, Any], backend: str | None = None) -> dict[str, float]:
+    """``{model: median ms}`` of one backend (default: torch-deploy where measured, else
+    each model's fastest)."""
+    best: dict[str, tuple[int, float]] = {}
+    for r in res["results"]:
+        ms = r.get("median_ms")
+        if not isinstance(ms, (int, float)) or not isinstance(r.get("model"), str):
+            continue
+        if backend is not None and r.get("backend") != backend:
+            continue
+        rank = 0 if r.get("backend") == "torch-deploy" else 1
+        cur = best.get(r["model"])
+        if cur is None or (rank, ms) < cur:
+            best[r["model"]] = (rank, float(ms))
+    return {m: ms for m, (_, ms) in best.items()}

@@ -1,12 +1,14 @@
-"""ONNX export of a deploy model (opset >= 17), optionally with batch-dynamic input and NMS.
+"""ONNX export of a deploy model (opset 17+), optionally with batch-dynamic input and NMS.
 
-Also holds the small helpers every backend needs (output wrapper, stride check, atomic
-artifact writes), so the TVM subpackage does not redo them. The TorchScript exporter
-(``dynamo=False``) is used on purpose: the dynamo exporter needs ``onnxscript``, which is not
-a project dependency, and the TorchScript one handles our custom NMS symbolic directly.
+The TorchScript exporter (``dynamo=False``) is used on purpose: the dynamo exporter needs
+``onnxscript``, which is not a project dependency. NMS is not traced: the model is exported
+alone, then the standard ``NonMaxSuppression`` op and the few index/concat nodes around it
+are appended with ``onnx.helper`` — tracing a Python NMS took minutes for yolov7 (172 s at
+320, 368 s with a negative score threshold), appending the nodes takes milliseconds.
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -17,161 +19,97 @@ from torch import nn
 
 from ..errors import UserError
 from ..io_util import atomic_path
+from .common import (INPUT_NAME, Outputs, check_img_size, detect_module, example_input,
+                     max_stride, output_names, prepare)
+
+# re-exported until backends/tvm imports them from .common (helper T switches)
+__all__ = ["INPUT_NAME", "OPSET", "Outputs", "add_nms", "check_img_size", "detect_module",
+           "example_input", "export_onnx", "max_opset", "max_stride", "ort_session",
+           "output_names", "prepare", "run_onnx"]
 
 OPSET = 17
-INPUT_NAME = "images"
 
 
-# --------------------------------------------------------------------------- shared helpers
+def max_opset() -> int:
+    """The newest opset the TorchScript exporter of this torch writes."""
+    try:
+        from torch.onnx import _constants
+        return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET",
+                           _constants.ONNX_MAX_OPSET))
+    except (ImportError, AttributeError):
+        return OPSET
 
 
-def detect_module(model: nn.Module) -> nn.Module:
-    """The model's Detect head (any module with ``stride`` and ``anchor_grid`` buffers)."""
-    for m in model.modules():
-        if hasattr(m, "anchor_grid") and isinstance(getattr(m, "stride", None), torch.Tensor):
-            return m
-    raise UserError(f"{type(model).__name__}: no Detect head found; export needs a YOLO "
-                    "model whose last layer is Detect/IDetect/IAuxDetect")
-
-
-def max_stride(model: nn.Module) -> int:
-    """The largest output stride, from the Detect head's ``stride`` buffer."""
-    return int(detect_module(model).stride.max().item())
-
-
-def check_img_size(model: nn.Module, img: int | Sequence[int]) -> tuple[int, int]:
-    """(H, W) from ``--img``; both must be positive multiples of the max stride."""
-    hw = (int(img), int(img)) if isinstance(img, int) else (int(img[0]), int(img[-1]))
-    s = max_stride(model)
-    for v in hw:
-        if v <= 0 or v % s:
-            lo, hi = max(s, v // s * s), (v // s + 1) * s
-            raise UserError(f"--img {v}: not a multiple of the model's max stride {s}; "
-                            f"use {lo} or {hi}")
-    return hw
-
-
-def example_input(model: nn.Module, img: int | Sequence[int], batch: int = 1,
-                  seed: int = 0) -> torch.Tensor:
-    """A deterministic random image batch in [0, 1), (B, 3, H, W) fp32."""
-    h, w = check_img_size(model, img)
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 3, h, w, generator=g)
-
-
-class Outputs(nn.Module):
-    """Flattens a YOLO model's eval output ``(decoded, [raw...])`` into a tuple of tensors.
-
-    Backends need a flat, fixed list of outputs: ``decoded`` always, the per-level raw heads
-    only when asked (they make numerical comparisons sharper than the sigmoid-squashed
-    decoded tensor).
-    """
-
-    def __init__(self, model: nn.Module, raw: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.raw = raw
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x)
-        if isinstance(out, torch.Tensor):
-            return (out,)
-        decoded, raws = out[0], out[1]
-        return (decoded, *raws) if self.raw else (decoded,)
-
-
-def output_names(model: nn.Module, raw: bool = False) -> list[str]:
-    """Names matching :class:`Outputs`: ``output`` then ``raw0..rawN``."""
-    return ["output"] + ([f"raw{i}" for i in range(detect_module(model).nl)] if raw else [])
-
-
-def prepare(model: nn.Module) -> nn.Module:
-    """Eval mode, no grads: what every backend traces."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+def _check_nms_args(iou_thr: float, score_thr: float, max_det: int) -> None:
+    for name, v in (("iou_thr", iou_thr), ("score_thr", score_thr)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1 \
+                or math.isnan(v):
+            raise UserError(f"{name} {v!r}: must be a number in [0, 1] (e.g. 0.45 for iou_thr, "
+                            f"0.25 for score_thr)", arg=name)
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise UserError(f"max_det {max_det!r}: must be an integer >= 1 (e.g. 100)",
+                        arg="max_det")
 
 
 # --------------------------------------------------------------------------- NMS in the graph
 
 
-def _nms_reference(boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int,
-                   iou_thr: float, score_thr: float) -> torch.Tensor:
-    """Eager stand-in for ONNX NonMaxSuppression (center_point_box=1), used while tracing.
+def add_nms(proto, iou_thr: float = 0.45, score_thr: float = 0.25, max_det: int = 100,
+            decoded: str = "output", out: str = "detections"):
+    """Replace the graph output ``decoded`` (B, N, 5+nc: cx, cy, w, h, obj, classes) by
+    ``out`` (K, 7): [batch, x1, y1, x2, y2, score, class], score = obj × class probability.
 
-    Same semantics as the ONNX op: per (batch, class), greedy by descending score, keep
-    score > score_thr, drop boxes with IoU > iou_thr against a kept one.
+    ONNX ``NonMaxSuppression`` is class-aware here (scores are (B, nc, N)), keeps
+    score > score_thr, drops IoU > iou_thr, and at most ``max_det`` boxes per class and image.
     """
-    xy, wh = boxes[..., :2], boxes[..., 2:4]
-    xyxy = torch.cat((xy - wh / 2, xy + wh / 2), -1)
-    sel = []
-    for b in range(scores.shape[0]):
-        for c in range(scores.shape[1]):
-            s = scores[b, c]
-            idx = torch.nonzero(s > score_thr).flatten()
-            idx = idx[torch.argsort(s[idx], descending=True, stable=True)]
-            kept: list[int] = []
-            for i in idx.tolist():
-                if len(kept) >= max_per_class:
-                    break
-                if kept:
-                    k = xyxy[b, kept]
-                    lt = torch.maximum(k[:, :2], xyxy[b, i, :2])
-                    rb = torch.minimum(k[:, 2:], xyxy[b, i, 2:])
-                    inter = (rb - lt).clamp(min=0).prod(-1)
-                    area = lambda t: (t[..., 2] - t[..., 0]) * (t[..., 3] - t[..., 1])  # noqa: E731
-                    iou = inter / (area(k) + area(xyxy[b, i]) - inter)
-                    if bool((iou > iou_thr).any()):
-                        continue
-                kept.append(i)
-            sel += [[b, c, i] for i in kept]
-    return torch.tensor(sel, dtype=torch.int64).reshape(-1, 3)
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
 
+    _check_nms_args(iou_thr, score_thr, max_det)
+    g = proto.graph
+    p = "nms_"
 
-class _NonMaxSuppression(torch.autograd.Function):
-    """Exports as the standard ONNX ``NonMaxSuppression`` op; runs a reference NMS eagerly."""
+    def const(name: str, value, dtype) -> str:
+        g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), f"{p}k_{name}"))
+        return f"{p}k_{name}"
 
-    @staticmethod
-    def forward(ctx, boxes, scores, max_per_class, iou_thr, score_thr):  # type: ignore[override]
-        return _nms_reference(boxes, scores, int(max_per_class), float(iou_thr), float(score_thr))
+    def node(op: str, inputs: list[str], name: str, **attrs) -> str:
+        g.node.append(helper.make_node(op, inputs, [p + name], name=p + name, **attrs))
+        return p + name
 
-    @staticmethod
-    def symbolic(g, boxes, scores, max_per_class, iou_thr, score_thr):  # pragma: no cover
-        return g.op("NonMaxSuppression", boxes, scores, max_per_class, iou_thr, score_thr,
-                    center_point_box_i=1)
+    i64 = np.int64
+    ax2, ax1 = const("ax2", [2], i64), const("ax1", [1], i64)
+    boxes = node("Slice", [decoded, const("s0", [0], i64), const("s4", [4], i64), ax2], "boxes")
+    obj = node("Slice", [decoded, const("s4b", [4], i64), const("s5", [5], i64), ax2], "obj")
+    cls = node("Slice", [decoded, const("s5b", [5], i64), const("end", [2**62], i64), ax2],
+               "cls")
+    scores = node("Transpose", [node("Mul", [cls, obj], "score_bnc")], "scores", perm=[0, 2, 1])
+    sel = node("NonMaxSuppression", [boxes, scores, const("max", [max_det], i64),
+                                     const("iou", [iou_thr], np.float32),
+                                     const("thr", [score_thr], np.float32)],
+               "selected", center_point_box=1)                            # (K, 3): b, c, i
+    bi = node("Gather", [sel, const("bi_idx", [0, 2], i64)], "bi", axis=1)   # (K, 2)
+    box = node("GatherND", [boxes, bi], "box")                               # (K, 4)
+    score = node("GatherND", [scores, sel], "score")                         # (K,)
+    xy = node("Slice", [box, const("b0", [0], i64), const("b2", [2], i64), ax1], "xy")
+    wh = node("Slice", [box, const("b2b", [2], i64), const("b4", [4], i64), ax1], "wh")
+    half = node("Mul", [wh, const("c_half", 0.5, np.float32)], "half")
+    # x1y1 = c - wh/2, x2y2 = c + wh/2
+    x1y1, x2y2 = node("Sub", [xy, half], "x1y1"), node("Add", [xy, half], "x2y2")
 
+    def column(j: int, name: str) -> str:
+        c = node("Gather", [sel, const(f"col{j}", [j], i64)], f"{name}_i", axis=1)  # (K, 1)
+        return node("Cast", [c], name, to=TensorProto.FLOAT)
 
-class WithNMS(nn.Module):
-    """Decoded (B, N, 5+nc) → detections (K, 7): [batch, x1, y1, x2, y2, score, class].
-
-    score = objectness × class probability; NMS is class-aware, ``max_det`` boxes per class
-    and image at most.
-    """
-
-    def __init__(self, model: nn.Module, iou_thr: float = 0.45, score_thr: float = 0.25,
-                 max_det: int = 100) -> None:
-        super().__init__()
-        self.model = model
-        self.iou_thr, self.score_thr, self.max_det = iou_thr, score_thr, max_det
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        y = out if isinstance(out, torch.Tensor) else out[0]
-        n = y.shape[1]
-        boxes = y[..., :4]                                   # cx, cy, w, h
-        scores = (y[..., 5:] * y[..., 4:5]).permute(0, 2, 1).contiguous()   # (B, nc, N)
-        nc = scores.shape[1]
-        sel = _NonMaxSuppression.apply(
-            boxes, scores, torch.tensor([self.max_det], dtype=torch.int64),
-            torch.tensor([self.iou_thr], dtype=torch.float32),
-            torch.tensor([self.score_thr], dtype=torch.float32))
-        b, c, i = sel[:, 0], sel[:, 1], sel[:, 2]
-        box = boxes.reshape(-1, 4).index_select(0, b * n + i)
-        score = scores.reshape(-1).index_select(0, (b * nc + c) * n + i)
-        xyxy = torch.cat((box[:, :2] - box[:, 2:] / 2, box[:, :2] + box[:, 2:] / 2), 1)
-        return torch.cat((b.unsqueeze(1).float(), xyxy, score.unsqueeze(1),
-                          c.unsqueeze(1).float()), 1)
+    score_col = node("Unsqueeze", [score, ax1], "score_col")
+    g.node.append(helper.make_node(
+        "Concat", [column(0, "batch"), x1y1, x2y2, score_col, column(1, "class")], [out],
+        name=p + "detections", axis=1))
+    keep = [o for o in g.output if o.name != decoded]
+    del g.output[:]
+    g.output.extend(keep + [helper.make_tensor_value_info(out, TensorProto.FLOAT,
+                                                          ["num_detections", 7])])
+    return proto
 
 
 # --------------------------------------------------------------------------- export
@@ -188,30 +126,28 @@ def export_onnx(model: nn.Module, img: int | Sequence[int], path: str | os.PathL
     """
     import onnx
 
-    if opset < 17:
-        raise UserError(f"--opset {opset}: the exporter targets opset 17 or newer; use --opset 17")
+    hi = max_opset()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSET <= opset <= hi:
+        raise UserError(f"opset {opset!r}: the exporter writes opsets {OPSET} to {hi}; use "
+                        f"{OPSET}", arg="opset")
     if nms and raw_outputs:
-        raise UserError("--nms with raw outputs: NMS replaces the outputs; drop one of them")
+        raise UserError("nms with raw_outputs: NMS replaces the outputs; drop one of them",
+                        arg="nms")
+    if nms:
+        _check_nms_args(iou_thr, score_thr, max_det)
     model = prepare(model)
     x = example_input(model, img)
-    if nms:
-        net: nn.Module = WithNMS(model, iou_thr, score_thr, max_det).eval()
-        names = ["detections"]
-    else:
-        net = Outputs(model, raw=raw_outputs).eval()
-        names = output_names(model, raw_outputs)
-    dyn = None
-    if dynamic_batch:
-        dyn = {INPUT_NAME: {0: "batch"}}
-        for nm in names:
-            dyn[nm] = {0: "num_detections" if nm == "detections" else "batch"}
-    elif nms:
-        dyn = {"detections": {0: "num_detections"}}
+    net = Outputs(model, raw=raw_outputs and not nms).eval()
+    names = output_names(model, raw_outputs and not nms)
+    dyn = {INPUT_NAME: {0: "batch"}, **{nm: {0: "batch"} for nm in names}} \
+        if dynamic_batch else None
     with atomic_path(path, ".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=names, dynamic_axes=dyn,
                           do_constant_folding=True)
+        if nms:
+            onnx.save(add_nms(onnx.load(str(tmp)), iou_thr, score_thr, max_det), str(tmp))
         if check:
             onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
     return Path(path)

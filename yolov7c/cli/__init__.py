@@ -1,26 +1,45 @@
 """`yolov7c` command line: one argparse sub-command per verb, each a thin call into the API.
 
 Command groups live in sibling modules (``core``, ``passes``, ``scale``, ``backends``,
-``report``); each exposes ``register(subparsers)`` that adds its verbs with a ``func``
-default. Every verb prints a human table by default and one JSON object with ``--json``.
-User errors (``UserError``) print one line on stderr and exit 2, never a traceback.
+``report``, ``detect``, ``train``); each exposes ``register(subparsers)`` that adds its
+verbs with a ``func`` default. Every verb prints a human table by default and exactly one
+JSON object on stdout with ``--json``. Progress goes to stderr through ``logging``; what
+third-party libraries print (TVM, torch warnings, C++ logs) goes to a log file, or to stderr
+with ``--verbose``. A library ``UserError`` prints one line — its argument name shown as the
+verb's flag (``img`` → ``--img``) — and exits 2, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
+import logging
+import os
+import re
 import sys
-from typing import Any, Sequence
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 from ..errors import UserError
 
-COMMAND_MODULES = ("core", "passes", "scale", "backends", "report")
+COMMAND_MODULES = ("core", "passes", "scale", "backends", "report", "detect", "train")
+
+# library argument names that differ from the CLI option's dest
+ARG_ALIASES = {"iou_thr": "iou", "score_thr": "score", "db_dir": "db", "fmt": "format",
+               "source": "model", "path": "path"}
+
+_json_sink: list[Any] = []  # where emit_json writes while a command runs (the real stdout)
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def emit_json(obj: Any) -> None:
     """Print one JSON object on stdout (the ``--json`` contract)."""
-    sys.stdout.write(json.dumps(obj, indent=1, default=_json_default) + "\n")
+    out = _json_sink[-1] if _json_sink else sys.stdout
+    out.write(json.dumps(obj, indent=1, default=_json_default) + "\n")
+    out.flush()
 
 
 def _json_default(o: Any) -> Any:
@@ -40,7 +59,146 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    for p in sub.choices.values():
+        if "--verbose" not in p._option_string_actions:
+            p.add_argument("--verbose", action="store_true",
+                           help="show third-party logs (TVM, torch) on stderr")
     return parser
+
+
+def flag_map(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """dest → the option's long flag (``max_det`` → ``--max-det``) for one sub-command."""
+    out: dict[str, str] = {}
+    for a in parser._actions:
+        longs = [s for s in a.option_strings if s.startswith("--")]
+        if longs:
+            out[a.dest] = longs[0]
+    return out
+
+
+def user_message(e: BaseException, flags: dict[str, str]) -> str:
+    """One printable line; a leading library argument name becomes its flag."""
+    msg = _ESCAPES.sub("", " ".join(str(e).split()))[:500]
+    arg = getattr(e, "arg", None)
+    m = re.match(r"([a-z][a-z_]*)(?=[ :=]|$)", msg)
+    lead = m.group(1) if m else None
+    for name in (arg, lead):
+        dest = ARG_ALIASES.get(name, name) if name else None
+        if dest not in flags:
+            continue
+        if msg.startswith(name):  # "img 0: ..." → "--img 0: ..."
+            rest = msg[len(name):]
+            return flags[dest] + (" " + rest[1:] if rest.startswith("=") else rest)
+        return f"{flags[dest]}: {msg}"
+    return msg
+
+
+def log_path(command: str) -> Path:
+    """Where third-party output of a run goes (``$YOLOV7C_LOG`` overrides)."""
+    env = os.environ.get("YOLOV7C_LOG")
+    if env:
+        return Path(env)
+    return Path(tempfile.gettempdir()) / f"yolov7c-{os.getuid()}" / f"{command}.log"
+
+
+class _Plain(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return record.getMessage()
+
+
+@contextlib.contextmanager
+def routed_output(command: str, as_json: bool, verbose: bool) -> Iterator[None]:
+    """Our progress → stderr; our results → stdout (with ``--json``: the JSON object alone);
+    everything else (third-party Python logs and warnings, and C-level writes to fds 1/2
+    from TVM/torch) → the log file, or stderr when ``verbose``. The fd juggling only happens
+    when the process's real streams are in use (not under an in-process capture)."""
+    real = sys.stdout is sys.__stdout__ and sys.stderr is sys.__stderr__
+    saved: list[int] = []
+    old_streams = sys.stdout, sys.stderr
+    opened: list[Any] = []
+    log_file = None
+    try:
+        if real:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            saved = [os.dup(1), os.dup(2)]
+            term_out = io.TextIOWrapper(os.fdopen(os.dup(saved[0]), "wb"), line_buffering=True)
+            term_err = io.TextIOWrapper(os.fdopen(os.dup(saved[1]), "wb"), line_buffering=True)
+            opened += [term_out, term_err]
+            if verbose:
+                if as_json:
+                    os.dup2(saved[1], 1)  # C-level stdout writes must not reach the JSON
+            else:
+                path = log_path(command)
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    log_file = open(path, "w")
+                except OSError:
+                    log_file = open(os.devnull, "w")
+                os.dup2(log_file.fileno(), 1)
+                os.dup2(log_file.fileno(), 2)
+            sys.stdout = term_err if as_json else term_out
+            sys.stderr = term_err
+            _json_sink.append(term_out)
+        else:
+            if as_json:
+                _json_sink.append(sys.stdout)
+                sys.stdout = sys.stderr
+        _configure_logging(sys.stderr, verbose, log_file)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        sys.stdout, sys.stderr = old_streams
+        if _json_sink:
+            _json_sink.pop()
+        _unconfigure_logging()
+        for fd_to, fd_from in zip((1, 2), saved):
+            os.dup2(fd_from, fd_to)
+            os.close(fd_from)
+        for f in opened:
+            with contextlib.suppress(Exception):
+                f.close()
+        if log_file is not None:
+            log_file.close()
+
+
+_handlers: list[tuple[logging.Logger, logging.Handler]] = []
+_levels: list[tuple[logging.Logger, int]] = []
+
+
+def _configure_logging(term: Any, verbose: bool, log_file: Any) -> None:
+    ours = logging.getLogger("yolov7c")
+    h = logging.StreamHandler(term)
+    h.setFormatter(_Plain())
+    ours.addHandler(h)
+    ours.setLevel(logging.DEBUG if verbose else logging.INFO)
+    ours.propagate = False
+    root = logging.getLogger()
+    rh = logging.StreamHandler(term if verbose or log_file is None else log_file)
+    rh.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    root.addHandler(rh)
+    logging.captureWarnings(True)
+    _handlers.extend([(ours, h), (root, rh)])
+    # the verbs print pass records and errors themselves: the pass manager's own lines
+    # (also those of a checkpoint's pipeline replay) only with --verbose
+    quiet = logging.getLogger("yolov7c.passes")
+    _levels.append((quiet, quiet.level))
+    quiet.setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    if not verbose and log_file is None:  # in-process, quiet: third-party warnings hidden
+        rh.setLevel(logging.ERROR)
+
+
+def _unconfigure_logging() -> None:
+    while _handlers:
+        logger, h = _handlers.pop()
+        logger.removeHandler(h)
+    while _levels:
+        logger, level = _levels.pop()
+        logger.setLevel(level)
+    logging.getLogger("yolov7c").propagate = True
+    logging.captureWarnings(False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,13 +207,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"yolov7c {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = flag_map(sub.choices[args.command])
+    with routed_output(args.command, bool(getattr(args, "json", False)),
+                       bool(getattr(args, "verbose", False))):
+        try:
+            return int(args.func(args) or 0)
+        except UserError as e:
+            print(f"yolov7c {args.command}: error: {user_message(e, flags)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"yolov7c {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,19 +1,17 @@
-"""`passes` and `import-official` verbs: thin calls into yolov7c.passes and the checkpoint
-and official-import backends."""
+"""`passes` and `import-official` verbs: argparse and printing over ``yolov7c.api``."""
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
 from . import emit_json
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("passes", help="run a pass pipeline (verified) on a model or checkpoint")
-    p.add_argument("model", help="zoo name (random weights) or a checkpoint written by yolov7c")
+    p.add_argument("model", help="zoo name, DSL .py or cfg .yaml (seeded random weights), our "
+                   "checkpoint or an official .pt")
     p.add_argument("--pipeline", default="deploy",
                    help="pipeline name (deploy, fuse) or comma-separated passes "
                         "(prune-aux,fold-implicit,fuse-repconv,fold-bn,dce)")
@@ -23,7 +21,8 @@ def register(sub: Any) -> None:
     p.add_argument("--rtol", type=float, default=None, help="relative error bound (1e-4)")
     p.add_argument("--print-after", action="store_true", help="print the module after each pass")
     p.add_argument("--out", help="write the resulting module as a checkpoint")
-    p.add_argument("--nc", type=int, default=80, help="classes, for zoo names")
+    p.add_argument("--nc", type=int, default=None, help="classes of a model without weights "
+                   "(default 80)")
     p.add_argument("--seed", type=int, default=0, help="seed of random weights and input")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.set_defaults(func=run_passes_cmd)
@@ -35,40 +34,24 @@ def register(sub: Any) -> None:
     q.set_defaults(func=import_official_cmd)
 
 
-def _model(args: argparse.Namespace) -> tuple[Any, str]:
-    """A zoo model with random (non-trivial) weights, or a checkpoint of ours."""
-    import yolov7c
-    from ..passes import example_input, randomize
-    if Path(args.model).is_file():
-        return yolov7c.load(args.model), Path(args.model).name
-    if args.model in yolov7c.zoo.list():
-        model = yolov7c.build(args.model, nc=args.nc)
-        randomize(model, example_input(model, args.img, batch=2, seed=args.seed + 1), args.seed)
-        return model, args.model
-    raise UserError(f"model {args.model!r}: neither a file nor a zoo name "
-                    f"({', '.join(yolov7c.zoo.list())}); official .pt files go through "
-                    f"`yolov7c import-official`")
-
-
 def run_passes_cmd(args: argparse.Namespace) -> int:
-    import yolov7c
-    from ..passes import DEFAULT_RTOL, PassError
-    model, name = _model(args)
+    from ..api.models import model_name
+    from ..api.transforms import passes
+    from ..passes import PassError
     out = sys.stderr if args.json else sys.stdout
 
     def show(pass_name: str, gm: Any) -> None:
         print(f"# ---- after {pass_name} ----\n{gm.code}", file=out)
 
+    name = model_name(args.model)
     try:
-        result = yolov7c.run_passes(model, args.pipeline, verify=args.verify, img=args.img,
-                                    seed=args.seed, rtol=args.rtol or DEFAULT_RTOL,
-                                    print_after=show if args.print_after else None)
+        result = passes(args.model, args.pipeline, img=args.img, verify=args.verify,
+                        rtol=args.rtol, seed=args.seed, nc=args.nc, out=args.out,
+                        print_after=show if args.print_after else None)
     except PassError as e:
         _report(e.result.as_dict(name) | {"failed": e.record.name}, args.json)
         print(f"yolov7c passes: {e}", file=sys.stderr)
         return 1
-    if args.out:
-        yolov7c.save(result.module, args.out)
     _report(result.as_dict(name) | ({"out": args.out} if args.out else {}), args.json)
     return 0
 
@@ -92,15 +75,8 @@ def _report(obj: dict[str, Any], as_json: bool) -> None:
 
 
 def import_official_cmd(args: argparse.Namespace) -> int:
-    import yolov7c
-    from ..backends.torch.official import import_official
-    model = import_official(args.path)
-    g = model.graph
-    info = {"source": args.path, "model": g.name, "nc": g.nc, "anchors": len(g.anchors[0]) // 2,
-            "levels": len(g.anchors), "head": g.head.op, "layers": len(g.nodes),
-            "params": sum(p.numel() for p in model.parameters()), "out": args.out}
-    if args.out:
-        yolov7c.save(model, args.out, source=str(args.path))
+    from ..api.transforms import import_official
+    _, info = import_official(args.path, args.out)
     if args.json:
         emit_json(info)
     else:

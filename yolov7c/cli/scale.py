@@ -5,17 +5,16 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import UserError
 from ..ir.analysis import CONVENTIONS, analyze
 from ..ir.deploy import to_deploy
 from ..ir.graph import Graph
-from ..ir.scaling import LEAD_MODES, LIGHT_MODES, RULES, closed_form, find_elans, scale
+from ..ir.scaling import LEAD_MODES, LIGHT_MODES, RULES, find_elans
 from . import emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scale", help="concat-aware compound scaling (YOLOv7 §3.2)")
-    p.add_argument("model", help="a zoo model name (or an official cfg .yaml)")
+    p.add_argument("model", help="zoo name, cfg .yaml, DSL .py or checkpoint")
     p.add_argument("--depth", type=float, default=None, help="depth factor d (default 1)")
     p.add_argument("--width", type=float, default=None, help="width factor w (default 1)")
     p.add_argument("--rule", choices=RULES, default="compound")
@@ -42,67 +41,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scale)
 
 
-def _graph(source: str) -> Graph:
-    from .core import load_graph
-    return load_graph(source)
-
-
-def _img(graph: Graph, img: int | None) -> int:
-    try:
-        from ..report.model import default_img
-    except ImportError:  # the report package is optional here
-        return img or (1280 if graph.max_stride >= 64 else 640)
-    return img or default_img(graph)
-
-
-def _report(graph: Graph, img: int, form: str) -> dict[str, Any]:
-    from ..report.model import report_dict
-    return report_dict(graph, img, form)
-
-
 def cmd_scale(args: argparse.Namespace) -> int:
-    base = _graph(args.model)
-    img = _img(base, args.img)
-    if args.round_to < 1:
-        raise UserError(f"--round-to {args.round_to}: expected a positive integer")
+    from ..api.transforms import scale
     kw = dict(light=args.light, lead=args.lead, round_to=args.round_to)
     if args.symbolic:
-        return _symbolic(base, args, kw)
-    budget = None
-    if args.target_gflops is not None or args.target_params is not None:
-        from ..ir.budget import Budget, solve
-        metric = "gflops" if args.target_gflops is not None else "params"
-        limit = args.target_gflops if metric == "gflops" else args.target_params
-        sol = solve(base, Budget(metric, limit, img, args.form, args.convention), args.rule,
-                    args.depth, args.width, args.continuous, **kw)
-        budget = sol.as_dict()
-        if sol.graph is None:  # continuous: a point, not a buildable model
-            print(_budget_line(budget)) if not args.json else emit_json({"budget": budget})
-            return 0
-        depth, width, graph = sol.depth, sol.width, sol.graph
-    else:
-        if args.continuous:
-            raise UserError("--continuous needs --target-gflops or --target-params")
-        depth = 1 if args.depth is None else args.depth
-        width = 1 if args.width is None else args.width
-        graph = scale(base, depth, width, args.rule, **kw)
+        return _symbolic(args, kw)
+    res = scale(args.model, depth=args.depth, width=args.width, rule=args.rule,
+                target_gflops=args.target_gflops, target_params=args.target_params,
+                continuous=args.continuous, convention=args.convention, img=args.img,
+                form=args.form, **kw)
+    if res.graph is None:  # continuous budget: a point, not a buildable model
+        print(_budget_line(res.budget)) if not args.json else emit_json({"budget": res.budget})
+        return 0
     if args.emit == "dsl":
         from ..ir.emit_dsl import to_dsl
-        sys.stdout.write(to_dsl(graph))
+        sys.stdout.write(to_dsl(res.graph))
         return 0
     if args.emit == "yaml":
         from ..ir.yaml_io import to_yaml
-        sys.stdout.write(to_yaml(graph))
+        sys.stdout.write(to_yaml(res.graph))
         return 0
-    shown = to_deploy(graph) if args.form == "deploy" else graph
     if args.json:
-        out = _report(shown, img, args.form)
-        out.update(depth=float(depth), width=float(width), rule=args.rule)
-        if budget is not None:
-            out["budget"] = budget
+        from ..report.model import report_dict
+        shown = to_deploy(res.graph) if args.form == "deploy" else res.graph
+        out = report_dict(shown, res.img, args.form)
+        out.update(depth=res.depth, width=res.width, rule=args.rule)
+        if res.budget is not None:
+            out["budget"] = res.budget
         emit_json(out)
         return 0
-    _table(base, graph, img, args, budget)
+    _table(res.base, res.graph, res.img, args, res.budget)
     return 0
 
 
@@ -134,19 +102,21 @@ def _table(base: Graph, graph: Graph, img: int, args: argparse.Namespace,
         print("  " + _budget_line(budget))
 
 
-def _symbolic(base: Graph, args: argparse.Namespace, kw: dict[str, Any]) -> int:
+def _symbolic(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     import sympy
-    cf = closed_form(base, img=args.img, rule=args.rule, **kw)
-    items = [("params", cf.params)] + [(f"gflops_{c}", cf.gflops[c]) for c in CONVENTIONS]
+
+    from ..api.transforms import scale_symbolic
+    res = scale_symbolic(args.model, img=args.img, rule=args.rule, **kw)
+    items = list(res["exprs"].items())
     if args.json:
-        out: dict[str, Any] = {"model": base.name, "rule": args.rule,
+        out: dict[str, Any] = {"model": res["model"], "rule": args.rule,
                                "img": args.img if args.img else "img"}
         out.update({k: str(sympy.factor(v)) for k, v in items})
         if args.latex:
             out["latex"] = {k: sympy.latex(sympy.factor(v)) for k, v in items}
         emit_json(out)
         return 0
-    print(f"{base.name}, rule {args.rule}: closed forms for unrounded widths; d is the "
+    print(f"{res['model']}, rule {args.rule}: closed forms for unrounded widths; d is the "
           f"continuous relaxation (convs = step·stages·d), exact where stages·d is an integer")
     for k, v in items:
         args_ = "d, w" if k == "params" or args.img else "d, w, img"

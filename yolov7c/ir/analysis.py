@@ -119,8 +119,8 @@ def check_img(graph: Graph, img: Any) -> None:
         return
     s = graph.max_stride
     if img <= 0 or img % s:
-        raise UserError(f"--img {img} is not a positive multiple of {graph.name}'s largest "
-                        f"stride {s}; use e.g. {max(s, round(img / s) * s)}")
+        raise UserError(f"img {img} is not a positive multiple of {graph.name}'s largest "
+                        f"stride {s}; use e.g. {max(s, round(img / s) * s)}", arg="img")
 
 
 def analyze(graph: Graph, img: Any = 640) -> Analysis:

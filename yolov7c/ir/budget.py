@@ -84,7 +84,8 @@ def solve(graph: Graph, budget: Budget, rule: str = "compound", depth: Any = Non
     if budget.metric not in METRICS:
         raise UserError(f"budget metric {budget.metric!r}: expected one of {METRICS}")
     if budget.convention not in CONVENTIONS:
-        raise UserError(f"--convention {budget.convention!r}: expected one of {list(CONVENTIONS)}")
+        raise UserError(f"convention {budget.convention!r}: expected one of {list(CONVENTIONS)}",
+                        arg="convention")
     if not budget.limit > 0:
         raise UserError(f"budget {budget.limit}: must be positive")
     if rule == "depth-only":
@@ -140,10 +141,11 @@ def _unit(b: Budget) -> str:
 def _relaxed(graph: Graph, budget: Budget, rule: str, depth: Any, width: Any,
              **kw: Any) -> Solution:
     if (depth is None) == (width is None):
-        raise UserError("--continuous solves for one factor: fix exactly one of --depth, "
-                        "--width (or use --rule depth-only / width-only)")
+        raise UserError("continuous: solves for one factor; fix exactly one of depth, width "
+                        "(or use rule 'depth-only' / 'width-only')", arg="continuous")
     if budget.form != "training":
-        raise UserError("--continuous uses the training-form closed form; drop --form deploy")
+        raise UserError("continuous: uses the training-form closed form; use form 'training', "
+                        "not 'deploy'", arg="continuous")
     kw = {k: v for k, v in kw.items() if k != "round_to"}  # the closed form is unrounded
     cf = closed_form(graph, img=budget.img, rule=rule, round_to=None, **kw)
     expr = cf.params if budget.metric == "params" else cf.gflops[budget.convention]

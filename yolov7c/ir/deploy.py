@@ -4,16 +4,23 @@ They let reports give deploy-form numbers without weights, and give the FX passe
 their output must match. Each function matches structure (op names), never layer indices,
 and returns a new graph.
 
-- ``prune_aux``      IAuxDetect → IDetect on the lead inputs; aux-only nodes removed
-- ``fold_implicit``  IDetect → Detect      (ImplicitA/M folded into the head convs)
-- ``fuse_repconv``   RepConv → Conv 3×3 with bias, no BN
-- ``fold_bn``        Conv/DownC/SPPCSPC with BN → the same with conv bias, no BN
+``DEPLOY_STEPS`` is the one deploy step list (data): the IR deploy form (``to_deploy``), the
+fx ``deploy`` pipeline (``passes.manager.PIPELINES``) and the report's training-vs-deploy
+comparison all read it. Like the fx pass manager, ``apply_step`` runs dead-code elimination
+after every step, so a step only rewrites and never cleans up after itself.
+
+- ``prune-aux``      IAuxDetect → IDetect on the lead inputs (the aux convs become dead)
+- ``fold-implicit``  IDetect → Detect      (ImplicitA/M folded into the head convs)
+- ``fuse-repconv``   RepConv → Conv k×k with bias, no BN
+- ``fold-bn``        Conv/DownC/SPPCSPC with BN → the same with conv bias, no BN
 - ``dce``            drop nodes the head does not depend on; renumber contiguously
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
+from . import ops
 from .graph import GRAPH_INPUT, Graph, Node
 
 BN_OPS = ("Conv", "DownC", "SPPCSPC")
@@ -35,7 +42,8 @@ def dce(graph: Graph) -> Graph:
 
 def detach_aux(graph: Graph) -> Graph:
     """IAuxDetect(lead..., aux...) → IDetect(lead...), nodes kept: the graph the official
-    fused forward executes (the aux convs still exist, nothing reads them)."""
+    fused forward executes (the aux convs still exist, nothing reads them). This is the
+    ``prune-aux`` step; dead-code elimination after it removes the aux-only nodes."""
     head = graph.head
     if head.op != "IAuxDetect":
         return graph
@@ -45,9 +53,9 @@ def detach_aux(graph: Graph) -> Graph:
 
 
 def prune_aux(graph: Graph) -> Graph:
-    """Detach the aux head, then dead-code elimination removes the auxiliary convs and
-    anything that fed only them (E6E's partial taps stay: the lead uses them)."""
-    return dce(detach_aux(graph))
+    """The aux head detached and the auxiliary convs (and anything that fed only them)
+    removed; E6E's partial taps stay: the lead uses them."""
+    return apply_step("prune-aux", graph)
 
 
 def _map_nodes(graph: Graph, fn: Callable[[Node], Node]) -> Graph:
@@ -64,20 +72,23 @@ def fold_implicit(graph: Graph) -> Graph:
 def fuse_repconv(graph: Graph) -> Graph:
     """RepConv → one k×k Conv with bias (the 1×1 kernel is padded to k×k and the identity is
     a k×k kernel with a centred 1; all three BNs fold into weights and bias)."""
+    rep, conv = ops.get("RepConv"), ops.get("Conv")
+
     def fuse(n: Node) -> Node:
         if n.op != "RepConv":
             return n
-        a = n.attrs
-        return n.replace(op="Conv", attrs={"c": a["c"], "k": a.get("k", 3), "s": a.get("s", 1),
-                                           "act": a.get("act", "silu"), "bn": False,
-                                           "bias": True, **({"g": a["g"]} if "g" in a else {})})
+        a = rep.complete(n.attrs)
+        attrs = {k: a[k] for k in ("c", "k", "s", "act")}
+        if a["g"] != conv.default("g"):
+            attrs["g"] = a["g"]
+        return n.replace(op="Conv", attrs={**attrs, "bn": False, "bias": True})
     return _map_nodes(graph, fuse)
 
 
 def fold_bn(graph: Graph) -> Graph:
     """conv → BN  ⇒  conv with W' = W·γ/σ, b' = β − μ·γ/σ  (σ = √(var + ε))."""
     def fold(n: Node) -> Node:
-        if n.op not in BN_OPS or not n.attrs.get("bn", True):
+        if n.op not in BN_OPS or not ops.get(n.op).attr(n.attrs, "bn"):
             return n
         attrs = dict(n.attrs, bn=False)
         if n.op == "Conv":
@@ -86,16 +97,49 @@ def fold_bn(graph: Graph) -> Graph:
     return _map_nodes(graph, fold)
 
 
+@dataclass(frozen=True)
+class DeployStep:
+    """One step of the deploy form: the pass name (shared with the fx pipeline), how reports
+    name it, its IR rewrite, and whether it belongs only to the fully fused form."""
+
+    name: str
+    label: str
+    rewrite: Callable[[Graph], Graph]
+    fused_only: bool
+
+
+DEPLOY_STEPS: tuple[DeployStep, ...] = (
+    DeployStep("prune-aux", "aux pruning", detach_aux, False),
+    DeployStep("fold-implicit", "implicit folding", fold_implicit, False),
+    DeployStep("fuse-repconv", "RepConv fusion", fuse_repconv, True),
+    DeployStep("fold-bn", "BN folding", fold_bn, True),
+)
+
+# pass name → IR rewrite, for every pass that has an IR counterpart
 IR_PASSES: dict[str, Callable[[Graph], Graph]] = {
-    "prune-aux": prune_aux, "fold-implicit": fold_implicit, "fuse-repconv": fuse_repconv,
-    "fold-bn": fold_bn, "dce": dce}
+    **{s.name: s.rewrite for s in DEPLOY_STEPS}, "dce": dce}
+
+
+def deploy_steps(fuse: bool = True) -> tuple[DeployStep, ...]:
+    """The steps of the fused (``fuse=True``) or the unfused deploy form, in order."""
+    return tuple(s for s in DEPLOY_STEPS if fuse or not s.fused_only)
+
+
+def apply_step(name: str, graph: Graph) -> Graph:
+    """The IR counterpart of running pass ``name`` through the pass manager: the rewrite,
+    then dead-code elimination."""
+    return dce(IR_PASSES[name](graph))
+
+
+def run_steps(graph: Graph, names: Sequence[str]) -> Graph:
+    """``apply_step`` for each name in order."""
+    for name in names:
+        graph = apply_step(name, graph)
+    return graph
 
 
 def to_deploy(graph: Graph, fuse: bool = True) -> Graph:
     """The deploy form. ``fuse=False`` gives the official deploy cfg's architecture (aux head
     and implicit layers gone, BN and RepConv kept); ``fuse=True`` the fully fused model."""
-    g = fold_implicit(prune_aux(graph))
-    if fuse:
-        g = fold_bn(fuse_repconv(g))
+    g = run_steps(graph, [s.name for s in deploy_steps(fuse)])
     return g.replace_nodes(g.nodes, form="deploy")
-

@@ -21,6 +21,11 @@ from ..errors import UserError
 from . import ops
 from .graph import GRAPH_INPUT, BlockInfo, Graph, Node
 
+# Keyword defaults of the op methods are the catalog's (declared once, in ops.py).
+_CONV, _REP = ops.get("Conv").schema, ops.get("RepConv").schema
+_MP, _UP = ops.get("MP").schema, ops.get("Upsample").schema
+_DOWNC, _SPP = ops.get("DownC").schema, ops.get("SPPCSPC").schema
+
 
 @dataclass(frozen=True)
 class T:
@@ -129,18 +134,18 @@ class Builder:
         return T(self, index)
 
     # ----- one method per catalog op ----------------------------------------------------------
-    def conv(self, x: T, c: Any, k: int = 1, s: int = 1, g: int = 1, act: str | None = None,
-             name: str | None = None) -> T:
+    def conv(self, x: T, c: Any, k: int = _CONV["k"], s: int = _CONV["s"], g: int = _CONV["g"],
+             act: str | None = None, name: str | None = None) -> T:
         attrs: dict[str, Any] = {"c": c, "k": k, "s": s, "act": act or self.act}
-        if g != 1:
+        if g != _CONV["g"]:
             attrs["g"] = g
         return self.add("Conv", [x], name or "conv", **attrs)
 
-    def repconv(self, x: T, c: Any, k: int = 3, s: int = 1, act: str | None = None,
+    def repconv(self, x: T, c: Any, k: int = _REP["k"], s: int = _REP["s"], act: str | None = None,
                 name: str | None = None) -> T:
         return self.add("RepConv", [x], name or "repconv", c=c, k=k, s=s, act=act or self.act)
 
-    def mp(self, x: T, k: int = 2, name: str | None = None) -> T:
+    def mp(self, x: T, k: int = _MP["k"], name: str | None = None) -> T:
         return self.add("MP", [x], name or "mp", k=k)
 
     def sp(self, x: T, k: int, name: str | None = None) -> T:
@@ -152,17 +157,17 @@ class Builder:
     def shortcut(self, a: T, b: T, name: str | None = None) -> T:
         return self.add("Shortcut", [a, b], name or "shortcut")
 
-    def upsample(self, x: T, scale: int = 2, name: str | None = None) -> T:
-        return self.add("Upsample", [x], name or "upsample", scale=scale, mode="nearest")
+    def upsample(self, x: T, scale: int = _UP["scale"], name: str | None = None) -> T:
+        return self.add("Upsample", [x], name or "upsample", scale=scale, mode=_UP["mode"])
 
     def reorg(self, x: T, name: str | None = None) -> T:
         return self.add("ReOrg", [x], name or "reorg")
 
-    def downc(self, x: T, c: Any, k: int = 2, name: str | None = None) -> T:
+    def downc(self, x: T, c: Any, k: int = _DOWNC["k"], name: str | None = None) -> T:
         return self.add("DownC", [x], name or "downc", c=c, k=k, act=self.act)
 
     def sppcspc(self, x: T, c: Any, name: str | None = None) -> T:
-        return self.add("SPPCSPC", [x], name or "sppcspc", c=c, k=(5, 9, 13), act=self.act)
+        return self.add("SPPCSPC", [x], name or "sppcspc", c=c, k=_SPP["k"], act=self.act)
 
     def detect(self, xs: Sequence[T], nc: int, anchors: Sequence[Sequence[float]],
                kind: str = "IDetect", name: str | None = None) -> T:

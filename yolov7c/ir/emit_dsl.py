@@ -49,7 +49,7 @@ def to_dsl(graph: Graph) -> str:
         for a in n.attrs.values():
             if is_symbolic(a):
                 raise UserError(f"{n.where()}: symbolic attribute {a}; emit a numeric scaling "
-                                f"(e.g. --depth 1.5), not a closed form")
+                                f"(e.g. depth=1.5), not a closed form")
         path = n.block.split(".") if n.block else []
         common = 0
         while common < min(len(stack), len(path)) and stack[common] == path[common]:

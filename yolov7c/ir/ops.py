@@ -11,6 +11,7 @@ FLOP conventions weight them differently (see ``analysis.CONVENTIONS``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
 from ..errors import UserError
@@ -67,19 +68,54 @@ def conv_cost(c1: Any, c2: Any, k: int, out_area: Any, g: Any = 1, bn: bool = Tr
                 activations=out)
 
 
-def _check_groups(attrs: Mapping[str, Any], c_in: Any) -> None:
-    g, c = attrs.get("g", 1), attrs["c"]
+def _check_groups(spec: "OpSpec", attrs: Mapping[str, Any], c_in: Any) -> None:
+    g, c = spec.attr(attrs, "g"), spec.attr(attrs, "c")
     if g != 1 and all(isinstance(v, int) for v in (g, c, c_in)) and (c_in % g or c % g):
         raise OpError(f"groups g={g} must divide the input width {c_in} and the output width {c}")
 
 
+class _Required:
+    """Marker default of an attribute every node of the op must set."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
 class OpSpec:
-    """Base of all ops: one input, channels and stride unchanged, no parameters, no cost."""
+    """Base of all ops: one input, channels and stride unchanged, no parameters, no cost.
+
+    ``schema`` declares the op's attributes and their defaults, once: every reader (DSL,
+    YAML, lowering, passes, reports) asks ``attr()`` / ``complete()`` instead of restating a
+    default. An attribute not in the schema is an error, so a typo cannot pass silently."""
 
     name = ""
     arity: tuple[int, int | None] = (1, 1)  # (min, max) number of inputs; None = unbounded
     is_head = False
-    attrs_required: tuple[str, ...] = ()
+    schema: Mapping[str, Any] = {}
+
+    @property
+    def attrs_required(self) -> tuple[str, ...]:
+        return tuple(k for k, v in self.schema.items() if v is REQUIRED)
+
+    def default(self, name: str) -> Any:
+        """The declared default of attribute ``name`` (``REQUIRED`` when there is none)."""
+        return self.schema[name]
+
+    def attr(self, attrs: Mapping[str, Any], name: str) -> Any:
+        """``attrs[name]``, or the declared default when the node leaves it out."""
+        if name in attrs:
+            return attrs[name]
+        default = self.schema[name]  # KeyError: the op has no such attribute (a code bug)
+        if default is REQUIRED:
+            raise OpError(f"missing attribute {name!r}")
+        return default
+
+    def complete(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """Every declared attribute, defaults filled in (schema order)."""
+        return {k: self.attr(attrs, k) for k in self.schema}
 
     def check_arity(self, node: Any, n: int) -> None:
         lo, hi = self.arity
@@ -88,6 +124,10 @@ class OpSpec:
             raise UserError(f"{node.where()}: takes {want} input(s), got {n}")
 
     def validate(self, attrs: Mapping[str, Any], cins: Sequence[Any], strides: Sequence[Any]) -> None:
+        unknown = [a for a in attrs if a not in self.schema]
+        if unknown:
+            takes = ", ".join(self.schema) or "no attributes"
+            raise OpError(f"unknown attribute {unknown[0]!r}; {self.name} takes {takes}")
         for a in self.attrs_required:
             if a not in attrs:
                 raise OpError(f"missing attribute {a!r}")
@@ -122,58 +162,65 @@ class OpSpec:
 
 
 class ConvOp(OpSpec):
-    """Conv2d (+BN) (+bias) + activation. attrs: c, k=1, s=1, g=1, act, bn=True, bias=False."""
+    """Conv2d (+BN) (+bias) + activation; ``bn=False, bias=True`` is the BN-folded form."""
 
     name = "Conv"
-    attrs_required = ("c",)
+    schema = {"c": REQUIRED, "k": 1, "s": 1, "g": 1, "act": "silu", "bn": True, "bias": False}
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)
-        _check_groups(attrs, cins[0])
+        _check_groups(self, attrs, cins[0])
 
     def out_channels(self, attrs, cins):
         return attrs["c"]
 
     def scale(self, attrs):
-        return attrs.get("s", 1)
+        return self.attr(attrs, "s")
 
     def params(self, attrs, cins):
-        return conv_params(cins[0], attrs["c"], attrs.get("k", 1), attrs.get("g", 1),
-                           attrs.get("bn", True), attrs.get("bias", False))
+        a = self.complete(attrs)
+        return conv_params(cins[0], a["c"], a["k"], a["g"], a["bn"], a["bias"])
 
     def cost(self, attrs, cins, areas):
-        return conv_cost(cins[0], attrs["c"], attrs.get("k", 1), self.out_area(attrs, areas),
-                         attrs.get("g", 1), attrs.get("bn", True), attrs.get("bias", False),
-                         attrs.get("act", "silu"))
+        a = self.complete(attrs)
+        return conv_cost(cins[0], a["c"], a["k"], self.out_area(attrs, areas), a["g"], a["bn"],
+                         a["bias"], a["act"])
 
 
 class RepConvOp(OpSpec):
-    """act(BN(conv k×k) + BN(conv 1×1) [+ BN(x)]); the identity branch exists when
-    c_in == c and s == 1. attrs: c, k=3, s=1, g=1, act."""
+    """act(BN(conv k×k) + BN(conv 1×1) [+ BN(x)]); ``identity=None`` means the identity branch
+    exists when c_in == c and s == 1."""
 
     name = "RepConv"
-    attrs_required = ("c",)
+    schema = {"c": REQUIRED, "k": 3, "s": 1, "g": 1, "act": "silu", "identity": None}
 
-    @staticmethod
-    def has_identity(attrs, cins) -> bool:
-        return bool(attrs.get("identity", cins[0] == attrs["c"] and attrs.get("s", 1) == 1))
+    def has_identity(self, attrs, cins) -> bool:
+        ident = self.attr(attrs, "identity")
+        if ident is None:
+            return bool(cins[0] == attrs["c"] and self.attr(attrs, "s") == 1)
+        return bool(ident)
+
+    def validate(self, attrs, cins, strides):
+        super().validate(attrs, cins, strides)
+        _check_groups(self, attrs, cins[0])
 
     def out_channels(self, attrs, cins):
         return attrs["c"]
 
     def scale(self, attrs):
-        return attrs.get("s", 1)
+        return self.attr(attrs, "s")
 
     def params(self, attrs, cins):
-        c1, c2, k, g = cins[0], attrs["c"], attrs.get("k", 3), attrs.get("g", 1)
+        a = self.complete(attrs)
+        c1, c2, k, g = cins[0], a["c"], a["k"], a["g"]
         p = conv_params(c1, c2, k, g) + conv_params(c1, c2, 1, g)
         return p + (2 * c1 if self.has_identity(attrs, cins) else 0)
 
     def cost(self, attrs, cins, areas):
-        c1, c2, k, g = cins[0], attrs["c"], attrs.get("k", 3), attrs.get("g", 1)
+        a = self.complete(attrs)
+        c1, c2, k, g = cins[0], a["c"], a["k"], a["g"]
         area = self.out_area(attrs, areas)
-        act = attrs.get("act", "silu")
-        dense = conv_cost(c1, c2, k, area, g, act=act)  # the sum is activated once
+        dense = conv_cost(c1, c2, k, area, g, act=a["act"])  # the sum is activated once
         one = conv_cost(c1, c2, 1, area, g)
         total = dense + Cost(conv_macs=one.conv_macs, bn_elems=one.bn_elems)
         if self.has_identity(attrs, cins):
@@ -182,21 +229,23 @@ class RepConvOp(OpSpec):
 
 
 class MPOp(OpSpec):
-    """MaxPool kernel = stride = k (default 2)."""
+    """MaxPool kernel = stride = k."""
 
     name = "MP"
+    schema = {"k": 2}
 
     def scale(self, attrs):
-        return attrs.get("k", 2)
+        return self.attr(attrs, "k")
 
 
 class SPOp(OpSpec):
-    """MaxPool kernel k, stride s (default 1), padding k//2."""
+    """MaxPool kernel k, stride s, padding k//2."""
 
     name = "SP"
+    schema = {"k": 3, "s": 1}
 
     def scale(self, attrs):
-        return attrs.get("s", 1)
+        return self.attr(attrs, "s")
 
 
 class ConcatOp(OpSpec):
@@ -204,10 +253,11 @@ class ConcatOp(OpSpec):
 
     name = "Concat"
     arity = (1, None)
+    schema = {"dim": 1}
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)
-        if attrs.get("dim", 1) != 1:
+        if self.attr(attrs, "dim") != 1:
             raise OpError("only channel concatenation (dim=1) is supported")
         if len(set(strides)) > 1:
             raise OpError(f"inputs have different strides {list(strides)}; concat needs equal "
@@ -236,21 +286,21 @@ class ShortcutOp(OpSpec):
 
 
 class UpsampleOp(OpSpec):
-    """Nearest-neighbour upsample by ``scale`` (default 2)."""
+    """Nearest-neighbour upsample by ``scale``."""
 
     name = "Upsample"
+    schema = {"scale": 2, "mode": "nearest"}
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)
-        if attrs.get("mode", "nearest") != "nearest":
+        if self.attr(attrs, "mode") != "nearest":
             raise OpError("only nearest upsampling is supported")
 
     def scale(self, attrs):
-        from fractions import Fraction
-        return Fraction(1, attrs.get("scale", 2))
+        return Fraction(1, self.attr(attrs, "scale"))
 
     def out_area(self, attrs, areas):
-        f = attrs.get("scale", 2)
+        f = self.attr(attrs, "scale")
         return areas[0] * f * f
 
     def cost(self, attrs, cins, areas):
@@ -271,9 +321,7 @@ class ReOrgOp(OpSpec):
 
 class CompositeOp(OpSpec):
     """An op made of fixed internal convs (DownC, SPPCSPC): params and cost are the sums over
-    ``convs()``. attrs: c, act, bn=True (False: the BN-folded form, convs carry a bias)."""
-
-    attrs_required = ("c",)
+    ``convs()``. ``bn=False`` is the BN-folded form (the convs carry a bias)."""
 
     def out_channels(self, attrs, cins):
         return attrs["c"]
@@ -283,27 +331,28 @@ class CompositeOp(OpSpec):
         raise NotImplementedError
 
     def params(self, attrs, cins):
-        bn, total = attrs.get("bn", True), 0
+        bn, total = self.attr(attrs, "bn"), 0
         for a, b, k, _ in self.convs(attrs, cins):
             total = total + conv_params(a, b, k, bn=bn, bias=not bn)
         return total
 
     def cost(self, attrs, cins, areas):
-        bn, total = attrs.get("bn", True), Cost()
+        bn, act, total = self.attr(attrs, "bn"), self.attr(attrs, "act"), Cost()
         out = self.out_area(attrs, areas)
         for a, b, k, at_out in self.convs(attrs, cins):
             total = total + conv_cost(a, b, k, out if at_out else areas[0], bn=bn, bias=not bn,
-                                      act=attrs.get("act", "silu"))
+                                      act=act)
         return total
 
 
 class DownCOp(CompositeOp):
-    """[conv3×3/k(conv1×1 c1→c1) ‖ conv1×1(maxpool_k)], each c/2 wide. attrs: c, k=2, act, bn."""
+    """[conv3×3/k(conv1×1 c1→c1) ‖ conv1×1(maxpool_k)], each c/2 wide."""
 
     name = "DownC"
+    schema = {"c": REQUIRED, "k": 2, "act": "silu", "bn": True}
 
     def scale(self, attrs):
-        return attrs.get("k", 2)
+        return self.attr(attrs, "k")
 
     def convs(self, attrs, cins):
         c1, h = cins[0], half(attrs["c"])
@@ -311,13 +360,14 @@ class DownCOp(CompositeOp):
 
 
 class SPPCSPCOp(CompositeOp):
-    """CSP spatial-pyramid pooling (max-pools 5, 9, 13), hidden width = c. attrs: c, act, bn."""
+    """CSP spatial-pyramid pooling (max-pool kernels ``k``), hidden width = c."""
 
     name = "SPPCSPC"
+    schema = {"c": REQUIRED, "k": (5, 9, 13), "act": "silu", "bn": True}
 
     def convs(self, attrs, cins):
         c1, c = cins[0], attrs["c"]
-        npool = len(attrs.get("k", (5, 9, 13)))
+        npool = len(self.attr(attrs, "k"))
         # cv1..cv7; cv5 reads the concat of x1 and its npool max-pools
         return [(c1, c, 1, False), (c1, c, 1, False), (c, c, 3, False), (c, c, 1, False),
                 ((npool + 1) * c, c, 1, False), (c, c, 3, False), (2 * c, c, 1, False)]
@@ -344,7 +394,7 @@ class DetectOp(OpSpec):
     name = "Detect"
     arity = (1, None)
     is_head = True
-    attrs_required = ("nc", "anchors")
+    schema = {"nc": REQUIRED, "anchors": REQUIRED}
     lead_implicit = False   # IDetect: ImplicitA before and ImplicitM after each lead conv
     aux = False             # IAuxDetect: a second set of inputs feeding plain 1×1 convs
 
@@ -428,22 +478,29 @@ class ElanChainOp(OpSpec):
     attrs: c, stages, step=1, k=3, act, bn=True, bias=False."""
 
     name = "ElanChain"
-    attrs_required = ("c", "stages")
+    schema = {"c": REQUIRED, "stages": REQUIRED, "step": 1, "k": 3, "s": 1, "g": 1,
+              "act": "silu", "bn": True, "bias": False}
+
+    def validate(self, attrs, cins, strides):
+        super().validate(attrs, cins, strides)
+        if self.attr(attrs, "s") != 1 or self.attr(attrs, "g") != 1:
+            raise OpError("an ELAN chain has stride 1 and no groups (s=1, g=1)")
 
     def out_channels(self, attrs, cins):
         return attrs["c"] * attrs["stages"]
 
     def _conv(self, attrs):
-        return dict(k=attrs.get("k", 3), bn=attrs.get("bn", True), bias=attrs.get("bias", False))
+        return dict(k=self.attr(attrs, "k"), bn=self.attr(attrs, "bn"),
+                    bias=self.attr(attrs, "bias"))
 
     def params(self, attrs, cins):
-        c, rest = attrs["c"], attrs["stages"] * attrs.get("step", 1) - 1
+        c, rest = attrs["c"], attrs["stages"] * self.attr(attrs, "step") - 1
         return (conv_params(cins[0], c, **self._conv(attrs))
                 + rest * conv_params(c, c, **self._conv(attrs)))
 
     def cost(self, attrs, cins, areas):
-        c, rest = attrs["c"], attrs["stages"] * attrs.get("step", 1) - 1
-        kw = dict(self._conv(attrs), act=attrs.get("act", "silu"))
+        c, rest = attrs["c"], attrs["stages"] * self.attr(attrs, "step") - 1
+        kw = dict(self._conv(attrs), act=self.attr(attrs, "act"))
         return (conv_cost(cins[0], c, out_area=areas[0], **kw)
                 + _times(conv_cost(c, c, out_area=areas[0], **kw), rest))
 
@@ -454,7 +511,7 @@ class ShuffleOp(OpSpec):
     → transpose → (g, parts, ·)). No parameters, no arithmetic. attrs: g, parts."""
 
     name = "Shuffle"
-    attrs_required = ("g", "parts")
+    schema = {"g": REQUIRED, "parts": REQUIRED}
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)
@@ -470,7 +527,7 @@ class GroupSumOp(OpSpec):
     (thop counts none for tensor adds either). attrs: g."""
 
     name = "GroupSum"
-    attrs_required = ("g",)
+    schema = {"g": REQUIRED}
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)

@@ -87,9 +87,10 @@ def exact(x: Any, what: str) -> Any:
         else:
             v = Fraction(x)
     except (TypeError, ValueError):
-        raise UserError(f"--{what} {x!r}: expected a positive number or a sympy symbol") from None
+        raise UserError(f"{what} {x!r}: expected a positive number or a sympy symbol",
+                        arg=what) from None
     if v <= 0:
-        raise UserError(f"--{what} {x}: scaling factors must be positive (1 = unchanged)")
+        raise UserError(f"{what} {x}: scaling factors must be positive (1 = unchanged)", arg=what)
     return v
 
 
@@ -307,19 +308,20 @@ def scale(graph: Graph, depth: Any = 1, width: Any = 1, rule: str = "compound",
     consecutive indices (for zoo models: the official layer numbering of the scaled model,
     e.g. ``scale(yolov7, depth=1.5)`` is yolov7x node for node)."""
     if rule not in RULES:
-        raise UserError(f"--rule {rule!r}: expected one of {', '.join(RULES)}")
+        raise UserError(f"rule {rule!r}: expected one of {', '.join(RULES)}", arg="rule")
     for opt, val, allowed in (("light", light, LIGHT_MODES), ("lead", lead, LEAD_MODES)):
         if val not in allowed:
-            raise UserError(f"{opt}={val!r}: expected one of {', '.join(allowed)}")
+            raise UserError(f"{opt} {val!r}: expected one of {', '.join(allowed)}", arg=opt)
     if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
-        raise UserError(f"round_to={round_to!r}: expected a positive integer or None")
+        raise UserError(f"round_to {round_to!r}: expected a positive integer or None",
+                        arg="round_to")
     d, w = exact(depth, "depth"), exact(width, "width")
     if rule == "depth-only" and w != 1:
-        raise UserError(f"--rule depth-only scales depth only, but --width {width} was given; "
-                        f"drop --width or use --rule compound")
+        raise UserError(f"rule 'depth-only' scales depth only, but width {width} was given; "
+                        f"drop width or use rule 'compound'", arg="rule")
     if rule == "width-only" and d != 1:
-        raise UserError(f"--rule width-only scales width only, but --depth {depth} was given; "
-                        f"drop --depth or use --rule compound")
+        raise UserError(f"rule 'width-only' scales width only, but depth {depth} was given; "
+                        f"drop depth or use rule 'compound'", arg="rule")
     grouped = [k for k, b in graph.blocks.items() if b.kind == "e_elan_grouped"]
     if grouped:
         raise UserError(f"block {grouped[0]!r}: grouped E-ELAN blocks are not scalable yet; "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from .graph import BlockInfo, Graph, Node
 
 FORMAT = "yolov7c.graph/1"
@@ -55,6 +55,8 @@ def graph_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> Graph:
         got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         raise UserError(f"{source}: not a yolov7c graph spec (format {got!r}, expected "
                         f"{FORMAT!r}); was it written by yolov7c.save?")
+    if not isinstance(data.get("nodes"), list) or not isinstance(data.get("blocks", []), list):
+        raise UserError(f"{source}: malformed graph spec ('nodes' and 'blocks' must be lists)")
     try:
         nodes = [Node(int(n["index"]), str(n["name"]), str(n["op"]),
                       tuple(int(i) for i in n["inputs"]), _decode(n["attrs"]),
@@ -64,7 +66,10 @@ def graph_from_dict(data: Mapping[str, Any], source: str = "<spec>") -> Graph:
                   for b in data.get("blocks", [])}
         return Graph(str(data["name"]), nodes, int(data["in_channels"]), str(data["form"]),
                      blocks)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, UserError):
-            raise
-        raise UserError(f"{source}: malformed graph spec ({e!r})") from None
+    except UserError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError,
+            OverflowError, ZeroDivisionError) as e:
+        # the spec is untrusted input: whatever Node/Graph validation trips on is the file's
+        # fault, reported in one line
+        raise UserError(f"{source}: malformed graph spec ({one_line(repr(e), 160)})") from None

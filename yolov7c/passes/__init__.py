@@ -8,8 +8,8 @@ from __future__ import annotations
 from .base import Pass, PassResult
 from .manager import (DEFAULT_RTOL, PASSES, PIPELINES, PassError, PassRecord, PipelineResult,
                       deploy, resolve, run_passes)
-from .verify import example_input, head_outputs, randomize
+from .verify import example_input, head_outputs
 
 __all__ = ["DEFAULT_RTOL", "PASSES", "PIPELINES", "Pass", "PassError", "PassRecord",
            "PassResult", "PipelineResult", "deploy", "example_input", "head_outputs",
-           "randomize", "resolve", "run_passes"]
+           "resolve", "run_passes"]

@@ -10,6 +10,7 @@ fold_implicit) swap a whole head module for another, keeping the ``(decoded, raw
 from __future__ import annotations
 
 import operator
+import weakref
 from typing import Any
 
 import torch
@@ -87,6 +88,48 @@ def finish(gm: fx.GraphModule) -> fx.GraphModule:
     gm.delete_all_unused_submodules()
     gm.recompile()
     return gm
+
+
+def lint(gm: fx.GraphModule, checked: dict[int, tuple[weakref.ref, int]] | None = None
+         ) -> str | None:
+    """What is malformed about ``gm``, or None: fx's own graph lint (topological order, node
+    targets that exist), one output, no dead node, no unused submodule, finite weights.
+
+    ``checked``: tensors already found finite (id → weak reference and version; skipped
+    unless changed in place since, then extended), so a pipeline checks each tensor once
+    per change — the ones its passes wrote."""
+    try:
+        gm.graph.lint()
+    except Exception as e:  # fx raises RuntimeError/AssertionError with its own message
+        return f"fx lint: {e}"
+    nodes = list(gm.graph.nodes)
+    outputs = [n for n in nodes if n.op == "output"]
+    if len(outputs) != 1:
+        return f"{len(outputs)} output nodes (expected 1)"
+    dead = [n.name for n in nodes if not n.users and n.op not in ("output", "placeholder")]
+    if dead:
+        return f"dead nodes left: {', '.join(dead[:5])}"
+    called = {str(n.target) for n in nodes if n.op == "call_module"}
+    refs = called | {str(n.target) for n in nodes if n.op == "get_attr"}
+    containers = {".".join(t.split(".")[:i]) for t in refs for i in range(1, t.count(".") + 1)}
+
+    def used(name: str) -> bool:  # called, holds a called module, or inside a called leaf
+        parts = name.split(".")
+        return name in containers or any(".".join(parts[:i]) in called
+                                         for i in range(1, len(parts) + 1))
+    unused = [name for name, _ in gm.named_modules() if name and not used(name)]
+    if unused:
+        return f"unused submodules left: {', '.join(unused[:5])}"
+    checked = {} if checked is None else checked
+    for name, t in [*gm.named_parameters(), *gm.named_buffers()]:
+        seen = checked.get(id(t))  # (the tensor, its in-place version counter) when checked
+        if (seen is not None and seen[0]() is t and seen[1] == t._version) \
+                or not t.is_floating_point():
+            continue
+        if not bool(torch.isfinite(t).all()):
+            return f"non-finite values in {name}"
+        checked[id(t)] = (weakref.ref(t), t._version)
+    return None
 
 
 def param_count(model: nn.Module) -> int:

@@ -1,7 +1,9 @@
 """fold-bn: ``conv → BatchNorm`` becomes one conv with bias (inference statistics).
 
-Matches any ``_ConvNd`` (not transposed) whose only reader is a ``_BatchNorm`` call, in any
-model: the pattern is structural, so it works on user networks as well as ours.
+Matches any ``_ConvNd`` (not transposed) whose only reader is a ``_BatchNorm`` call with
+running statistics, in any model: the pattern is structural, so it works on user networks as
+well as ours. The algebra is torch's own ``fuse_conv_bn_weights``:
+W' = W·γ/σ, b' = (b − μ)·γ/σ + β, σ = √(var + ε).
 """
 from __future__ import annotations
 
@@ -9,36 +11,37 @@ import torch
 from torch import fx
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from . import _fx
 from .base import Pass, PassResult
 
 
-def bn_scale_shift(bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (s, t) with BN(y) = s·y + t in eval mode.
+def foldable(bn: object) -> bool:
+    """A BatchNorm whose eval-mode output is an affine map of its input (running stats)."""
+    return (isinstance(bn, _BatchNorm) and bn.running_mean is not None
+            and bn.running_var is not None)
 
-    s = γ/σ, t = β − μ·γ/σ, σ = √(var + ε); γ = 1, β = 0 when the BN is not affine.
-    """
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("BatchNorm without running statistics cannot be folded")
-    sigma = torch.sqrt(bn.running_var + bn.eps)
-    gamma = bn.weight if bn.weight is not None else torch.ones_like(sigma)
-    beta = bn.bias if bn.bias is not None else torch.zeros_like(sigma)
-    s = gamma / sigma
-    return s.detach(), (beta - bn.running_mean * s).detach()
+
+def fold_weights(weight: torch.Tensor, bias: torch.Tensor | None,
+                 bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W', b') of ``bn(conv(x))`` for a conv with ``weight``/``bias`` (None = no bias)."""
+    w, b = fuse_conv_bn_weights(weight.detach(), None if bias is None else bias.detach(),
+                                bn.running_mean, bn.running_var, bn.eps,
+                                None if bn.weight is None else bn.weight.detach(),
+                                None if bn.bias is None else bn.bias.detach())
+    return w.detach(), b.detach()
 
 
 def fold_conv_bn(conv: _ConvNd, bn: _BatchNorm) -> _ConvNd:
-    """A new conv equal to ``bn(conv(x))``: W' = W·γ/σ, b' = (b − μ)·γ/σ + β."""
-    s, t = bn_scale_shift(bn)
+    """A new conv equal to ``bn(conv(x))`` in eval mode."""
     fused = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                        conv.padding, conv.dilation, conv.groups, bias=True,
                        padding_mode=conv.padding_mode)
-    b = conv.bias.detach() if conv.bias is not None else torch.zeros_like(s)
-    shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+    w, b = fold_weights(conv.weight, conv.bias, bn)
     with torch.no_grad():
-        fused.weight.copy_(conv.weight * s.view(shape))   # W' = W·s
-        fused.bias.copy_(b * s + t)                       # b' = b·s + t
+        fused.weight.copy_(w)
+        fused.bias.copy_(b)
     return fused.to(conv.weight.device)
 
 
@@ -59,7 +62,7 @@ def fold_bn(gm: fx.GraphModule) -> PassResult:
     changes = []
     for bn_node in list(gm.graph.nodes):
         bn = _fx.module(gm, bn_node)
-        if not isinstance(bn, _BatchNorm) or sites[str(bn_node.target)] != 1:
+        if not foldable(bn) or sites[str(bn_node.target)] != 1:
             continue
         conv_node = _conv_feeding(gm, bn_node, sites)
         if conv_node is None:
@@ -75,4 +78,4 @@ def fold_bn(gm: fx.GraphModule) -> PassResult:
 PASS = Pass("fold-bn", "outputs in eval mode (BN running statistics become conv weight/bias)",
             fold_bn)
 
-__all__ = ["PASS", "bn_scale_shift", "fold_bn", "fold_conv_bn"]
+__all__ = ["PASS", "fold_bn", "fold_conv_bn", "fold_weights", "foldable"]

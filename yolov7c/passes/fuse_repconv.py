@@ -13,7 +13,7 @@ from torch import fx, nn
 
 from . import _fx
 from .base import Pass, PassResult
-from .fold_batchnorm import bn_scale_shift
+from .fold_batchnorm import fold_weights, foldable
 
 Branch = tuple[list[fx.Node], nn.Conv2d | None, nn.BatchNorm2d | None]  # nodes, conv, bn
 
@@ -40,7 +40,7 @@ def _branch(gm: fx.GraphModule, leaf: object, sites: dict[str, int]) -> tuple[fx
     m, src = _fx.module(gm, leaf), leaf.args[0]
     if isinstance(m, nn.Conv2d):
         return src, ([leaf], m, None)
-    if not isinstance(m, nn.BatchNorm2d) or not isinstance(src, fx.Node):
+    if not isinstance(m, nn.BatchNorm2d) or not foldable(m) or not isinstance(src, fx.Node):
         return None
     inner = _fx.module(gm, src)
     if (isinstance(inner, nn.Conv2d) and len(src.users) == 1 and sites[str(src.target)] == 1
@@ -72,9 +72,8 @@ def _kernel(conv: nn.Conv2d | None, bn: nn.BatchNorm2d | None, like: nn.Conv2d,
         ph, pw = (k[0] - conv.kernel_size[0]) // 2, (k[1] - conv.kernel_size[1]) // 2
         w = F.pad(conv.weight.detach(), (pw, pw, ph, ph))
         b = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-    if bn is not None:
-        s, t = bn_scale_shift(bn)
-        w, b = w * s.view(-1, 1, 1, 1), b * s + t      # W' = W·γ/σ, b' = (b − μ)·γ/σ + β
+    if bn is not None:  # W' = W·γ/σ, b' = (b − μ)·γ/σ + β (torch's fuse_conv_bn_weights)
+        w, b = fold_weights(w.to(bn.running_mean), b.to(bn.running_mean), bn)
     return w.to(like.weight), b.to(like.weight)
 
 

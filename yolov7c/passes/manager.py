@@ -1,32 +1,44 @@
 """Pass registry, named pipelines (data), and the verifying pass manager.
 
-``run_passes`` traces the model once (a private copy: the caller's module is never touched),
-runs each pass in order, and after every pass compares the eval-mode outputs with the
-original model's on the same random input. The first pass that breaks equivalence stops the
+``run_passes`` traces the model once (a private copy: the caller's module is never touched)
+and runs each pass in order. After every pass the manager — not the pass — cleans up and
+checks: dead-code elimination, a lint of the fx graph (``_fx.lint``: well-formed, no dead
+code, no unused submodule, finite weights), and a comparison of the eval-mode outputs with
+the original model's on the same random input. The first pass that breaks either stops the
 pipeline with a ``PassError`` that names it — checks live here, not inside the passes.
+
+Progress and results are logged on the ``yolov7c.passes`` logger: one INFO line per pass
+(params, max abs / rel error), the module's code after each pass with ``print_after=True``,
+and an ERROR line for the pass that failed.
 """
 from __future__ import annotations
 
 import copy
+import logging
 import time
+import weakref
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import fx, nn
 
 from ..errors import UserError
+from ..ir.deploy import DEPLOY_STEPS
 from . import _fx, dce, fold_batchnorm, fold_implicit, fuse_repconv, prune_aux_head
 from .base import Pass
 from .verify import errors, example_input, head_outputs, ir_graph
 
+log = logging.getLogger("yolov7c.passes")
+
 PASSES: dict[str, Pass] = {p.name: p for p in (
     prune_aux_head.PASS, fold_implicit.PASS, fuse_repconv.PASS, fold_batchnorm.PASS, dce.PASS)}
 
-# Named pipelines are data: a name → the passes it runs, in order.
+# Named pipelines are data: a name → the passes it runs, in order. Both come from the one
+# deploy step list (``ir.deploy.DEPLOY_STEPS``) that the IR deploy form and the report use.
 PIPELINES: dict[str, tuple[str, ...]] = {
-    "deploy": ("prune-aux", "fold-implicit", "fuse-repconv", "fold-bn", "dce"),
-    "fuse": ("fuse-repconv", "fold-bn"),
+    "deploy": tuple(s.name for s in DEPLOY_STEPS),
+    "fuse": tuple(s.name for s in DEPLOY_STEPS if s.fused_only),
 }
 
 DEFAULT_RTOL = 1e-4  # max |out − ref| ≤ rtol · max |ref| over the raw head outputs (fp32)
@@ -76,12 +88,11 @@ class PipelineResult:
 
 
 class PassError(RuntimeError):
-    """A pass broke equivalence; ``result`` holds the records up to and including it."""
+    """A pass broke equivalence or left a malformed graph; ``result`` holds the records up to
+    and including it."""
 
-    def __init__(self, record: PassRecord, rtol: float, result: PipelineResult) -> None:
-        super().__init__(f"pass {record.name!r} broke equivalence: max abs error "
-                         f"{record.max_abs_err:.3g}, relative {record.max_rel_err:.3g} > "
-                         f"{rtol:g}; pipeline stopped after it")
+    def __init__(self, message: str, record: PassRecord, result: PipelineResult) -> None:
+        super().__init__(message)
         self.record, self.result = record, result
 
 
@@ -115,45 +126,74 @@ def _outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         model.train(was_training)
 
 
+def _cleanup(gm: fx.GraphModule) -> tuple[str, ...]:
+    """Dead-code elimination; what it removed."""
+    return tuple(f"removed {t}" for t in dce.eliminate_dead(gm))
+
+
 def run_passes(model: nn.Module, pipeline: str | Sequence[str | Pass] = "deploy", *,
                verify: bool = True, img: int | None = None, example: torch.Tensor | None = None,
-               seed: int = 0, rtol: float = DEFAULT_RTOL,
-               print_after: Callable[[str, fx.GraphModule], None] | None = None
+               seed: int = 0, rtol: float = DEFAULT_RTOL, print_after: bool = False
                ) -> PipelineResult:
-    """Run ``pipeline`` on a traced copy of ``model``, verifying after every pass.
+    """Run ``pipeline`` on a traced copy of ``model``; after every pass run dead-code
+    elimination and the lint, and (``verify``) compare outputs with ``model``'s.
 
     ``example`` (or a seeded random image of side ``img``) is the verification input; the
     reference is ``model`` itself in eval mode. Raises ``PassError`` naming the first pass
-    whose relative error exceeds ``rtol``.
+    that leaves a malformed graph or whose relative error exceeds ``rtol``.
     """
+    if not (isinstance(rtol, (int, float)) and rtol > 0):
+        raise UserError(f"rtol {rtol!r}: must be a positive number (default {DEFAULT_RTOL:g})",
+                        arg="rtol")
     passes = resolve(pipeline)
     x = example if example is not None else example_input(model, img, seed=seed)
     ref = _outputs(model, x) if verify else []
     source, prior = ir_graph(model), list(getattr(model, "meta", {}).get("yolov7c", {})
                                            .get("pipeline", []))
     gm = _fx.trace(copy.deepcopy(model))
+    _cleanup(gm)  # the traced model's own trivial code (identity calls), before any pass
     result = PipelineResult(gm, [p.name for p in passes], x.shape[-1], _fx.param_count(gm))
     last: tuple[float, float] | None = None
+    checked: dict[int, tuple[weakref.ref, int]] = {}  # tensors the lint found finite
     for p in passes:
         before, t0 = _fx.param_count(gm), time.perf_counter()
         out = p(gm)
         gm = out.graph_module
+        removed = _cleanup(gm)
         if source is not None:
             prior.append(p.name)
             gm.meta["yolov7c"] = {"graph": source, "pipeline": list(prior)}
-        record = PassRecord(p.name, out.modified, before, _fx.param_count(gm),
-                            seconds=time.perf_counter() - t0, changes=out.changes)
+        record = PassRecord(p.name, out.modified or bool(removed), before, _fx.param_count(gm),
+                            seconds=time.perf_counter() - t0, changes=out.changes + removed)
         result.module = gm
         result.records.append(record)
+        problem = _fx.lint(gm, checked)
+        if problem is not None:
+            _fail(f"pass {p.name!r} left a malformed graph: {problem}; pipeline stopped "
+                  f"after it", record, result)
         if verify:  # an unmodified module computes what it did: reuse its errors
-            if out.modified or last is None:
+            if record.modified or last is None:
                 last = errors(ref, _outputs(gm, x))
             record.max_abs_err, record.max_rel_err = last
             if not record.max_rel_err <= rtol:  # also catches NaN
-                raise PassError(record, rtol, result)
-        if print_after is not None:
-            print_after(p.name, gm)
+                _fail(f"pass {p.name!r} broke equivalence: max abs error "
+                      f"{record.max_abs_err:.3g}, relative {record.max_rel_err:.3g} > "
+                      f"{rtol:g}; pipeline stopped after it", record, result)
+        log.info("%-14s modified=%-5s params %s -> %s  max abs err %s  max rel err %s",
+                 p.name, record.modified, f"{record.params_before:,}",
+                 f"{record.params_after:,}", _fmt(record.max_abs_err), _fmt(record.max_rel_err))
+        if print_after:
+            log.info("module after %s:\n%s", p.name, gm.code)
     return result
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def _fail(message: str, record: PassRecord, result: PipelineResult) -> None:
+    log.error(message)
+    raise PassError(message, record, result)
 
 
 def deploy(model: nn.Module, **kw: Any) -> fx.GraphModule:

@@ -1,9 +1,10 @@
-"""prune-aux: IAuxDetect becomes IDetect on the lead inputs; the auxiliary branch goes.
+"""prune-aux: IAuxDetect becomes IDetect on the lead inputs; nothing else changes.
 
 The aux head only trains (coarse labels); at inference IAuxDetect reads only its first
 ``nl`` inputs. Rewiring the head to those inputs leaves the aux convs and every node that fed
-only them dead — including E6E's partial aux taps' exclusive layers — and dead-code
-elimination removes them. Layers the lead head still reads stay, whatever their index.
+only them dead — including E6E's partial aux taps' exclusive layers. The pass only prunes:
+the pass manager's dead-code elimination, which runs after every pass, removes what died.
+Layers the lead head still reads stay, whatever their index.
 """
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from torch import fx
 from ..backends.torch import modules as M
 from . import _fx
 from .base import Pass, PassResult
-from .dce import eliminate_dead
 
 
 def prune_aux(gm: fx.GraphModule) -> PassResult:
-    """Swap every IAuxDetect call for an IDetect call on its lead inputs, then drop dead code."""
+    """Swap every IAuxDetect call for an IDetect call on its lead inputs."""
     changes = []
     for node in gm.graph.nodes:
         head = _fx.module(gm, node)
@@ -31,9 +31,8 @@ def prune_aux(gm: fx.GraphModule) -> PassResult:
         node.args = (inputs[: head.nl],) if packed else tuple(inputs[: head.nl])
         changes.append(f"{node.target}: IAuxDetect → IDetect on its {head.nl} lead inputs")
     if changes:
-        removed = eliminate_dead(gm)
-        changes.append(f"removed {len(removed)} aux-only modules: {', '.join(removed)}")
-    return PassResult(_fx.finish(gm), bool(changes), tuple(changes))
+        gm.recompile()
+    return PassResult(gm, bool(changes), tuple(changes))
 
 
 PASS = Pass("prune-aux", "eval-mode outputs (the aux head is training-only)", prune_aux)

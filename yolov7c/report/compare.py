@@ -1,27 +1,20 @@
 """Training vs deploy, node by node: what each re-parameterization step removes.
 
-The deploy form is reached by the IR transforms one at a time (aux pruning, implicit
-folding, RepConv fusion, BN folding — ``ir.deploy.to_deploy``'s order); each node's saving
+The deploy form is reached by the IR transforms one at a time (``ir.deploy.DEPLOY_STEPS``,
+the step list the deploy pipeline and ``to_deploy`` run too); each node's saving
 is attributed to the step that changed it, so the per-step savings add up exactly to
 training − deploy. Nodes are matched by name (the transforms keep names; DCE renumbers).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ..ir import deploy as ird
 from ..ir.analysis import CONVENTIONS, analyze
 from ..ir.graph import Graph
 from .grouping import Row, node_row, total
 from .tables import Table, gf
-
-STEPS: tuple[tuple[str, Callable[[Graph], Graph]], ...] = (
-    ("aux pruning", ird.prune_aux),
-    ("implicit folding", ird.fold_implicit),
-    ("RepConv fusion", ird.fuse_repconv),
-    ("BN folding", ird.fold_bn),
-)
 
 _ZERO = Row("", "", 0, 0, 0, {c: 0 for c in CONVENTIONS}, 0)
 
@@ -72,8 +65,8 @@ def compare(graph: Graph, img: int) -> Comparison:
     touched: dict[str, list[str]] = {}
     steps: dict[str, dict[str, Any]] = {}
     g, cur = graph, rows
-    for label, fn in STEPS:
-        g2 = fn(g)
+    for step in ird.DEPLOY_STEPS:
+        label, g2 = step.label, ird.apply_step(step.name, g)
         nxt = {n.name: node_row(n) for n in analyze(g2, img).nodes}
         changed = [k for k in cur if cur[k] != nxt.get(k)]
         for k in changed:

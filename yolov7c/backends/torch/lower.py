@@ -14,45 +14,45 @@ import torch
 from torch import nn
 
 from ...errors import UserError
+from ...ir import ops
 from ...ir.graph import GRAPH_INPUT, Graph, Node
 from . import modules as M
 
-Factory = Callable[[Node, tuple[int, ...], Graph], nn.Module]
+Factory = Callable[[dict[str, Any], tuple[int, ...], Graph], nn.Module]
 
 
 def _detect(cls: type[M.Detect]) -> Factory:
-    def make(n: Node, cins: tuple[int, ...], g: Graph) -> nn.Module:
-        return cls(int(n.attrs["nc"]), n.attrs["anchors"], cins, g.strides)
+    def make(a: dict[str, Any], cins: tuple[int, ...], g: Graph) -> nn.Module:
+        return cls(int(a["nc"]), a["anchors"], cins, g.strides)
     return make
 
 
-# op name → module factory (node, input channels, graph); an explicit table, no eval().
+# op name → module factory (complete attrs, input channels, graph); an explicit table, no
+# eval(). Factories get every attribute with the catalog's defaults filled in
+# (``ops.OpSpec.complete``), so no default is restated here.
 FACTORIES: dict[str, Factory] = {
-    "Conv": lambda n, c, g: M.Conv(c[0], n.attrs["c"], n.attrs.get("k", 1), n.attrs.get("s", 1),
-                                   n.attrs.get("g", 1), n.attrs.get("act", "silu"),
-                                   n.attrs.get("bn", True), n.attrs.get("bias", False)),
-    "RepConv": lambda n, c, g: M.RepConv(c[0], n.attrs["c"], n.attrs.get("k", 3),
-                                         n.attrs.get("s", 1), n.attrs.get("g", 1),
-                                         n.attrs.get("act", "silu"), n.attrs.get("identity")),
-    "MP": lambda n, c, g: M.MP(n.attrs.get("k", 2)),
-    "SP": lambda n, c, g: M.SP(n.attrs.get("k", 3), n.attrs.get("s", 1)),
-    "Concat": lambda n, c, g: M.Concat(n.attrs.get("dim", 1)),
-    "Shortcut": lambda n, c, g: M.Shortcut(),
-    "Upsample": lambda n, c, g: M.Upsample(n.attrs.get("scale", 2)),
-    "ReOrg": lambda n, c, g: M.ReOrg(),
-    "DownC": lambda n, c, g: M.DownC(c[0], n.attrs["c"], n.attrs.get("k", 2),
-                                     n.attrs.get("act", "silu"), n.attrs.get("bn", True)),
-    "SPPCSPC": lambda n, c, g: M.SPPCSPC(c[0], n.attrs["c"], n.attrs.get("k", (5, 9, 13)),
-                                         n.attrs.get("act", "silu"), n.attrs.get("bn", True)),
-    "ImplicitA": lambda n, c, g: M.ImplicitA(c[0]),
-    "ImplicitM": lambda n, c, g: M.ImplicitM(c[0]),
+    "Conv": lambda a, c, g: M.Conv(c[0], a["c"], a["k"], a["s"], a["g"], a["act"], a["bn"],
+                                   a["bias"]),
+    "RepConv": lambda a, c, g: M.RepConv(c[0], a["c"], a["k"], a["s"], a["g"], a["act"],
+                                         a["identity"]),
+    "MP": lambda a, c, g: M.MP(a["k"]),
+    "SP": lambda a, c, g: M.SP(a["k"], a["s"]),
+    "Concat": lambda a, c, g: M.Concat(a["dim"]),
+    "Shortcut": lambda a, c, g: M.Shortcut(),
+    "Upsample": lambda a, c, g: M.Upsample(a["scale"]),
+    "ReOrg": lambda a, c, g: M.ReOrg(),
+    "DownC": lambda a, c, g: M.DownC(c[0], a["c"], a["k"], a["act"], a["bn"]),
+    "SPPCSPC": lambda a, c, g: M.SPPCSPC(c[0], a["c"], a["k"], a["act"], a["bn"]),
+    "ImplicitA": lambda a, c, g: M.ImplicitA(c[0]),
+    "ImplicitM": lambda a, c, g: M.ImplicitM(c[0]),
     "Detect": _detect(M.Detect),
     "IDetect": _detect(M.IDetect),
     "IAuxDetect": _detect(M.IAuxDetect),
+    # E-ELAN (grouped) ops; ElanChain has no module: it only exists in symbolic-depth graphs,
+    # which cannot be lowered (their widths are expressions).
+    "Shuffle": lambda a, c, g: M.Shuffle(a["g"], a["parts"]),
+    "GroupSum": lambda a, c, g: M.GroupSum(a["g"]),
 }
-
-MULTI_INPUT = ("Concat", "Shortcut", "Detect", "IDetect", "IAuxDetect")
-
 
 class YoloModel(nn.Module):
     """A lowered graph. ``forward(images)`` returns the head's output: raw per-level outputs in
@@ -65,9 +65,10 @@ class YoloModel(nn.Module):
                             f"(e.g. scale(..., depth=1.5)) before lowering")
         self.graph = graph
         self.model = nn.Sequential(*(
-            FACTORIES[n.op](n, tuple(int(c) for c in graph.c_in(n.index)), graph)
+            _module(n, tuple(int(c) for c in graph.c_in(n.index)), graph)
             for n in graph.nodes))
-        self.multi: list[bool] = [n.op in MULTI_INPUT for n in graph.nodes]
+        # a module of an op that may take several inputs gets them as one list
+        self.multi: list[bool] = [ops.get(n.op).arity != (1, 1) for n in graph.nodes]
         positions = {n.index: p for p, n in enumerate(graph.nodes)}
         self.input_pos: list[tuple[int, ...]] = [
             tuple(GRAPH_INPUT if i == GRAPH_INPUT else positions[i] for i in n.inputs)
@@ -101,6 +102,14 @@ class YoloModel(nn.Module):
         return y
 
 
+def _module(n: Node, cins: tuple[int, ...], graph: Graph) -> nn.Module:
+    factory = FACTORIES.get(n.op)
+    if factory is None:
+        raise UserError(f"{n.where()}: op {n.op} has no torch module; it only exists in "
+                        f"symbolic graphs (substitute numbers first)")
+    return factory(ops.get(n.op).complete(n.attrs), cins, graph)
+
+
 def initialize_head_biases(model: YoloModel, cf: torch.Tensor | None = None) -> None:
     """Objectness and class priors in the head biases (~8 objects per 640² image, class
     probability ~0.6/nc), the standard YOLO initialisation that keeps early training stable."""
@@ -120,10 +129,3 @@ def initialize_head_biases(model: YoloModel, cf: torch.Tensor | None = None) -> 
 def lower(graph: Graph) -> YoloModel:
     """IR graph → ``YoloModel`` (fresh weights; training mode)."""
     return YoloModel(graph)
-
-# E-ELAN (grouped) ops; ElanChain has no module: it only exists in symbolic-depth graphs,
-# which cannot be lowered (their widths are expressions).
-FACTORIES.update({
-    "Shuffle": lambda n, c, g: M.Shuffle(n.attrs["g"], n.attrs["parts"]),
-    "GroupSum": lambda n, c, g: M.GroupSum(n.attrs["g"]),
-})

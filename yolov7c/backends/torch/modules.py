@@ -13,6 +13,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ...ir import ops
+
+# Constructor defaults come from the op catalog (one source of truth for attribute defaults).
+_CONV, _REP = ops.get("Conv").schema, ops.get("RepConv").schema
+_MP, _SP, _CAT, _UP = (ops.get(o).schema for o in ("MP", "SP", "Concat", "Upsample"))
+_DOWNC, _SPP = ops.get("DownC").schema, ops.get("SPPCSPC").schema
 # BatchNorm settings of the official training recipe (set by its initialize_weights()).
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
@@ -28,7 +34,7 @@ def make_act(name: str) -> nn.Module:
         return nn.ReLU()
     if name == "identity":
         return nn.Identity()
-    raise ValueError(f"unknown activation {name!r}; expected silu, leaky, relu or identity")
+    raise ValueError(f"unknown activation {name!r}; expected one of {ops.ACTIVATIONS}")
 
 
 def batchnorm(c: int) -> nn.BatchNorm2d:
@@ -42,8 +48,9 @@ class Conv(nn.Module):
     attribute names (``conv``, ``bn``, ``act``) so structure and state_dict stay predictable.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, g: int = 1,
-                 act: str = "silu", bn: bool = True, bias: bool = False) -> None:
+    def __init__(self, c1: int, c2: int, k: int = _CONV["k"], s: int = _CONV["s"],
+                 g: int = _CONV["g"], act: str = _CONV["act"], bn: bool = _CONV["bn"],
+                 bias: bool = _CONV["bias"]) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=g, bias=bias)
         self.bn = batchnorm(c2) if bn else nn.Identity()
@@ -59,8 +66,9 @@ class RepConv(nn.Module):
     The re-parameterization pass turns it into one 3×3 ``Conv`` with bias (``deploy`` form).
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, g: int = 1,
-                 act: str = "silu", identity: bool | None = None) -> None:
+    def __init__(self, c1: int, c2: int, k: int = _REP["k"], s: int = _REP["s"],
+                 g: int = _REP["g"], act: str = _REP["act"],
+                 identity: bool | None = _REP["identity"]) -> None:
         super().__init__()
         if identity is None:
             identity = c1 == c2 and s == 1
@@ -81,7 +89,7 @@ class RepConv(nn.Module):
 class MP(nn.Module):
     """Max-pool with kernel = stride = k (the ``MP`` of the official cfgs)."""
 
-    def __init__(self, k: int = 2) -> None:
+    def __init__(self, k: int = _MP["k"]) -> None:
         super().__init__()
         self.m = nn.MaxPool2d(kernel_size=k, stride=k)
 
@@ -92,7 +100,7 @@ class MP(nn.Module):
 class SP(nn.Module):
     """Same-size max-pool (stride s, padding k//2): the SPP branches of yolov7-tiny."""
 
-    def __init__(self, k: int = 3, s: int = 1) -> None:
+    def __init__(self, k: int = _SP["k"], s: int = _SP["s"]) -> None:
         super().__init__()
         self.m = nn.MaxPool2d(kernel_size=k, stride=s, padding=k // 2)
 
@@ -101,7 +109,7 @@ class SP(nn.Module):
 
 
 class Concat(nn.Module):
-    def __init__(self, dim: int = 1) -> None:
+    def __init__(self, dim: int = _CAT["dim"]) -> None:
         super().__init__()
         self.d = dim
 
@@ -117,7 +125,7 @@ class Shortcut(nn.Module):
 
 
 class Upsample(nn.Module):
-    def __init__(self, scale: int = 2) -> None:
+    def __init__(self, scale: int = _UP["scale"]) -> None:
         super().__init__()
         self.scale = scale
 
@@ -136,7 +144,8 @@ class ReOrg(nn.Module):
 class DownC(nn.Module):
     """Downsampling by k: [conv3x3/s(conv1x1(x)) ‖ conv1x1(maxpool_k(x))], each c2/2 wide."""
 
-    def __init__(self, c1: int, c2: int, k: int = 2, act: str = "silu", bn: bool = True) -> None:
+    def __init__(self, c1: int, c2: int, k: int = _DOWNC["k"], act: str = _DOWNC["act"],
+                 bn: bool = _DOWNC["bn"]) -> None:
         super().__init__()
         f = dict(act=act, bn=bn, bias=not bn)
         self.cv1 = Conv(c1, c1, 1, 1, **f)
@@ -149,10 +158,10 @@ class DownC(nn.Module):
 
 
 class SPPCSPC(nn.Module):
-    """CSP spatial-pyramid pooling with max-pools k = (5, 9, 13); hidden width c_ = c2."""
+    """CSP spatial-pyramid pooling with max-pools of kernels k; hidden width c_ = c2."""
 
-    def __init__(self, c1: int, c2: int, k: Sequence[int] = (5, 9, 13),
-                 act: str = "silu", bn: bool = True) -> None:
+    def __init__(self, c1: int, c2: int, k: Sequence[int] = _SPP["k"],
+                 act: str = _SPP["act"], bn: bool = _SPP["bn"]) -> None:
         super().__init__()
         c_ = c2
         f = dict(act=act, bn=bn, bias=not bn)

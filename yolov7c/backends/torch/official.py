@@ -12,6 +12,7 @@ recovered state_dict (official key names = ours) is loaded in fp32.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import pickle
 import zipfile
@@ -21,11 +22,19 @@ from typing import Any
 
 import torch
 
-from ...errors import UserError
+from ...errors import UserError, one_line, show
+from ...ir.analysis import analyze
+from ..common import all_finite
 from ...ir.yaml_io import from_cfg
 from .lower import YoloModel, lower
 
 RECORD_PREFIXES = ("models.", "torch.nn.modules.", "utils.")
+MAX_PICKLE_BYTES = 64 << 20          # data.pkl of yolov7-e6e is ~1 MB
+MAX_STORAGE_BYTES = 2 << 30          # one tensor's storage entry
+MAX_ARCHIVE_BYTES = 8 << 30          # all storages together (yolov7-e6e fp16: ~0.3 GB)
+MAX_TENSOR_ELEMENTS = 1 << 30
+MAX_DIMS = 8
+MAX_DEPTH = 200                      # module nesting (official models: 4 levels)
 INERT_GLOBALS = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
                  ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
                  ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray")}
@@ -61,14 +70,55 @@ class _Storage:
     dtype: torch.dtype
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: Any, stride: Any,
+def _int_tuple(v: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(v, (tuple, list)) or len(v) > MAX_DIMS or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 1 << 40 for x in v):
+        raise UserError(f"refused: a tensor {what} {show(v, 80)} is not a short tuple of "
+                        f"non-negative integers")
+    return tuple(v)
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any,
                     *_: Any) -> torch.Tensor:
-    """torch._utils._rebuild_tensor_v2, reimplemented: a strided view of a flat storage."""
-    return torch.as_strided(storage, tuple(size), tuple(stride), int(offset)).clone()
+    """torch._utils._rebuild_tensor_v2, reimplemented: a strided copy out of a flat storage.
+
+    Every declared number is checked against the storage before anything is allocated: a
+    611-byte file declaring a stride-0 view asked for 3.2 GB once. Checkpoint tensors are
+    dense, so a tensor may not hold more elements than its storage."""
+    if not isinstance(storage, torch.Tensor):
+        raise UserError(f"refused: a tensor is built from {type(storage).__name__}, not a "
+                        f"storage of the archive")
+    size, stride = _int_tuple(size, "shape"), _int_tuple(stride, "stride")
+    if len(size) != len(stride) or not isinstance(offset, int) or isinstance(offset, bool) \
+            or offset < 0:
+        raise UserError(f"refused: tensor shape {size} / stride {stride} / offset {show(offset, 20)}"
+                        f" do not describe a tensor")
+    numel = math.prod(size)
+    have = storage.numel()
+    if numel > MAX_TENSOR_ELEMENTS or numel > have:
+        raise UserError(f"refused: a tensor of shape {size} ({numel:,} elements) over a storage "
+                        f"of {have:,} elements (limit {MAX_TENSOR_ELEMENTS:,})")
+    if numel and offset + sum((n - 1) * st for n, st in zip(size, stride)) >= have:
+        raise UserError(f"refused: tensor shape {size}, stride {stride}, offset {offset} reach "
+                        f"past its storage of {have:,} elements")
+    return torch.as_strided(storage, size, stride, offset).clone()
 
 
-def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
+def _rebuild_parameter(data: Any, *_: Any) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        raise UserError(f"refused: a parameter built from {type(data).__name__}, not a tensor")
     return data
+
+
+@dataclass(frozen=True)
+class MethodRef:
+    """What ``getattr(obj, name)`` in a pickle becomes: a note, never a lookup. Official
+    ``model.fuse()`` pickles ``m.forward = m.fuseforward`` this way."""
+    name: str
+
+
+def _getattr_ref(obj: Any, name: Any, *_: Any) -> MethodRef:
+    return MethodRef(str(name)[:80])
 
 
 ALLOWED: dict[tuple[str, str], Any] = {
@@ -78,6 +128,7 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("builtins", "getattr"): _getattr_ref, ("__builtin__", "getattr"): _getattr_ref,
 }
 
 
@@ -89,6 +140,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.archive, self.prefix, self.source = archive, prefix, source
         self.records: dict[str, type[Record]] = {}
         self.storages: dict[str, torch.Tensor] = {}
+        self.total = 0
 
     def find_class(self, module: str, name: str) -> Any:
         qualname = f"{module}.{name}"
@@ -101,21 +153,31 @@ class RestrictedUnpickler(pickle.Unpickler):
             if qualname not in self.records:
                 self.records[qualname] = type(name, (Record,), {"qualname": qualname})
             return self.records[qualname]
-        raise UserError(f"{self.source}: refused: the pickle references {qualname!r}, which is "
+        raise UserError(f"{self.source}: refused: the pickle references {show(qualname, 120)}, which is "
                         f"not a tensor, container or model class (an official checkpoint "
                         f"never needs it; the file may be malicious). Nothing was executed.")
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
         if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"
                 and isinstance(pid[1], _Storage)):
-            raise UserError(f"{self.source}: refused: unexpected persistent id {pid!r:.80}")
+            raise UserError(f"{self.source}: refused: unexpected persistent id {show(pid, 80)}")
         key = str(pid[2])
         if key not in self.storages:
+            name = f"{self.prefix}data/{key}"
             try:
-                raw = bytearray(self.archive.read(f"{self.prefix}data/{key}"))
+                info = self.archive.getinfo(name)
             except KeyError:
-                raise UserError(f"{self.source}: storage {key} missing from the archive") from None
+                raise UserError(f"{self.source}: storage {one_line(key, 40)} missing from the "
+                                f"archive") from None
+            self.total += info.file_size
+            if info.file_size > MAX_STORAGE_BYTES or self.total > MAX_ARCHIVE_BYTES:
+                raise UserError(f"{self.source}: refused: storage {one_line(key, 40)} inflates to "
+                                f"{info.file_size:,} bytes ({self.total:,} in all; limits "
+                                f"{MAX_STORAGE_BYTES:,} per tensor, {MAX_ARCHIVE_BYTES:,} total)")
             dtype = pid[1].dtype
+            raw = bytearray(self.archive.read(name))
+            itemsize = torch.empty(0, dtype=dtype).element_size()
+            raw = raw[: len(raw) // itemsize * itemsize]
             self.storages[key] = (torch.frombuffer(raw, dtype=dtype) if raw
                                   else torch.empty(0, dtype=dtype))
         return self.storages[key]
@@ -129,48 +191,117 @@ def unpickle(path: str | os.PathLike) -> Any:
     if not zipfile.is_zipfile(p):
         raise UserError(f"{p}: not a torch zip checkpoint (legacy pre-1.6 files are not "
                         f"supported; re-save it with a current torch)")
-    with zipfile.ZipFile(p) as zf:
-        pkls = [n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
-        if len(pkls) != 1:
-            raise UserError(f"{p}: expected one <name>/data.pkl in the archive, found {pkls}")
-        prefix = pkls[0][: -len("data.pkl")]
-        order = (zf.read(f"{prefix}byteorder").decode().strip()
-                 if f"{prefix}byteorder" in zf.namelist() else "little")
-        if order != "little":
-            raise UserError(f"{p}: {order}-endian checkpoints are not supported")
-        try:
-            return RestrictedUnpickler(zf, prefix, str(p)).load()
-        except UserError:
-            raise
-        except Exception as e:
-            raise UserError(f"{p}: unreadable checkpoint pickle ({e!r:.160})") from None
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return _unpickle_archive(zf, p)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
+        raise UserError(f"{p}: damaged zip archive ({one_line(e, 120)})") from None
 
 
-def state_dict(record: Record, prefix: str = "") -> dict[str, torch.Tensor]:
+def _unpickle_archive(zf: zipfile.ZipFile, p: Path) -> Any:
+    pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+    if len(pkls) != 1:
+        raise UserError(f"{p}: expected one <name>/data.pkl in the archive, found "
+                        f"{show(pkls, 120)}")
+    info = zf.getinfo(pkls[0])
+    if info.file_size > MAX_PICKLE_BYTES:
+        raise UserError(f"{p}: refused: the pickle inflates to {info.file_size:,} bytes (limit "
+                        f"{MAX_PICKLE_BYTES:,}; an official checkpoint's is about 1 MB)")
+    prefix = pkls[0][: -len("data.pkl")]
+    order = "little"
+    if f"{prefix}byteorder" in zf.namelist():
+        order = zf.read(f"{prefix}byteorder")[:16].decode("ascii", "replace").strip()
+    if order != "little":
+        raise UserError(f"{p}: {one_line(order, 16)}-endian checkpoints are not supported")
+    try:
+        return RestrictedUnpickler(zf, prefix, str(p)).load()
+    except UserError as e:
+        msg = str(e)
+        raise UserError(msg if msg.startswith(str(p)) else f"{p}: {msg}") from None
+    except Exception as e:  # any malformed opcode stream: the file's fault, one line
+        raise UserError(f"{p}: unreadable checkpoint pickle ({one_line(repr(e), 160)})") from None
+
+
+def _mapping(st: Any, key: str, where: str) -> dict[str, Any]:
+    v = st.get(key) or {}
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise UserError(f"malformed module record at {where or 'model'}: {key} is a "
+                        f"{type(v).__name__}, expected a dict with string keys")
+    return v
+
+
+def state_dict(record: Record, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
     """The state_dict a module record would produce (persistent buffers only)."""
+    if depth > MAX_DEPTH:
+        raise UserError(f"refused: modules nested deeper than {MAX_DEPTH} levels at "
+                        f"{one_line(prefix, 80)}")
     st = record.state
-    skip = set(st.get("_non_persistent_buffers_set") or ())
-    out = {f"{prefix}{k}": v for k, v in (st.get("_parameters") or {}).items() if v is not None}
-    out.update({f"{prefix}{k}": v for k, v in (st.get("_buffers") or {}).items()
-                if v is not None and k not in skip})
-    for name, child in (st.get("_modules") or {}).items():
+    where = prefix.rstrip(".")
+    skip = st.get("_non_persistent_buffers_set") or ()
+    skip = set(skip) if isinstance(skip, (set, frozenset, list, tuple)) else set()
+    out: dict[str, torch.Tensor] = {}
+    for kind in ("_parameters", "_buffers"):
+        for k, v in _mapping(st, kind, where).items():
+            if v is None or (kind == "_buffers" and k in skip):
+                continue
+            if not isinstance(v, torch.Tensor):
+                raise UserError(f"malformed module record: {prefix}{k} is a "
+                                f"{type(v).__name__}, expected a tensor")
+            out[f"{prefix}{k}"] = v
+    for name, child in _mapping(st, "_modules", where).items():
         if isinstance(child, Record):
-            out.update(state_dict(child, f"{prefix}{name}."))
+            out.update(state_dict(child, f"{prefix}{name}.", depth + 1))
     return out
 
 
-def _head_facts(model: Record, source: str) -> dict[str, Any]:
+def _head_facts(model: Record) -> dict[str, Any]:
     """nc and anchors (pixels) from the head's own attributes and buffers."""
     layers = model.child("model")
-    mods = list((layers.state.get("_modules") or {}).values()) if layers else []
-    if not mods or "anchor_grid" not in (mods[-1].state.get("_buffers") or {}):
-        raise UserError(f"{source}: no detection head with anchors found in the model")
-    head = mods[-1]
-    grid = head.state["_buffers"]["anchor_grid"].float()
+    mods = list(_mapping(layers.state, "_modules", "model").values()) \
+        if isinstance(layers, Record) else []
+    head = mods[-1] if mods else None
+    grid = _mapping(head.state, "_buffers", "head").get("anchor_grid") \
+        if isinstance(head, Record) else None
+    if grid is None:
+        raise UserError("no detection head with anchors found in the model")
+    if not isinstance(grid, torch.Tensor) or grid.dim() < 2 or grid.numel() == 0 \
+            or grid.numel() % (2 * grid.shape[0]):
+        raise UserError(f"the head's anchor_grid is a {type(grid).__name__}"
+                        f"{tuple(grid.shape) if isinstance(grid, torch.Tensor) else ''}, "
+                        f"expected a (levels, 1, anchors, 1, 1, 2) tensor")
+    grid = grid.float()
+    if not bool(torch.isfinite(grid).all()) or bool((grid <= 0).any()):
+        raise UserError("the head's anchor_grid holds non-positive or non-finite anchors")
+    nc = head.state.get("nc")
+    if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= 1_000_000:
+        raise UserError(f"the detection head's nc is {show(nc, 40)}, expected a "
+                        f"positive integer")
     nl = grid.shape[0]
     anchors = [[int(v) if float(v).is_integer() else float(v) for v in row]
                for row in grid.reshape(nl, -1).tolist()]
-    return {"nc": int(head.state["nc"]), "anchors": anchors}
+    return {"nc": nc, "anchors": anchors}
+
+
+FUSED = ("a fused (model.fuse()) checkpoint; import the unfused training or deploy .pt "
+         "instead and run the 'deploy' pass pipeline on it (yolov7c.deploy)")
+
+
+def _is_fused(model: Record, weights: dict[str, torch.Tensor]) -> bool:
+    """Official fuse() replaces RepConv by ``rbr_reparam``, folds BN into a conv bias and
+    pickles ``forward = fuseforward`` as a getattr reference."""
+    if any(".rbr_reparam." in k for k in weights) or any(k.endswith(".conv.bias")
+                                                         for k in weights):
+        return True
+    stack, seen = [model], 0
+    while stack and seen < 100_000:
+        r = stack.pop()
+        seen += 1
+        if isinstance(r.state.get("forward"), MethodRef):
+            return True
+        mods = r.state.get("_modules")
+        if isinstance(mods, dict):
+            stack += [m for m in mods.values() if isinstance(m, Record)]
+    return False
 
 
 def import_official(path: str | os.PathLike) -> YoloModel:
@@ -179,24 +310,36 @@ def import_official(path: str | os.PathLike) -> YoloModel:
     ckpt = unpickle(path)
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
     if not isinstance(model, Record) or not model.qualname.endswith(".Model"):
-        raise UserError(f"{src}: no official models.yolo.Model inside (found {model!r:.60})")
+        raise UserError(f"{src}: no official models.yolo.Model inside (found "
+                        f"{show(model, 60)})")
     cfg = model.state.get("yaml")
     if not isinstance(cfg, dict):
         raise UserError(f"{src}: the model carries no cfg ('yaml' attribute); cannot rebuild it")
-    weights = state_dict(model)
-    if any(".rbr_reparam." in k for k in weights) or any(
-            k.endswith(".conv.bias") for k in weights):
-        raise UserError(f"{src}: a fused (model.fuse()) checkpoint; import the unfused training "
-                        f"or deploy .pt and run `yolov7c passes --pipeline deploy` instead")
-    graph = from_cfg(dict(cfg, **_head_facts(model, src)), name=Path(src).stem, source=src)
-    net = lower(graph)
     try:
-        missing, unexpected = net.load_state_dict(
-            {k: v.float() if v.is_floating_point() else v for k, v in weights.items()},
-            strict=False)
-    except RuntimeError as e:
-        raise UserError(f"{src}: weight shapes do not match the cfg ({str(e).splitlines()[1][:160]})") from None
+        weights = state_dict(model)
+        if _is_fused(model, weights):
+            raise UserError(FUSED)
+        facts = _head_facts(model)
+    except UserError as e:
+        raise UserError(f"{src}: {e}") from None
+    graph = from_cfg(dict(cfg, **facts), name=Path(src).stem, source=src)
+    declared, have = analyze(graph, 640).params, sum(v.numel() for v in weights.values())
+    if declared > have:  # checked before lowering allocates the declared layers
+        raise UserError(f"{src}: the cfg declares {declared:,} parameters but the file holds "
+                        f"{have:,} weight values; the cfg does not belong to these weights")
+    net = lower(graph)
+    want = net.state_dict()
+    missing = [k for k in want if k not in weights]
+    unexpected = [k for k in weights if k not in want]
     if missing or unexpected:
         raise UserError(f"{src}: weights do not match the cfg's architecture (missing "
                         f"{missing[:3]}, unexpected {unexpected[:3]})")
+    for k, ref in want.items():
+        if tuple(weights[k].shape) != tuple(ref.shape):
+            raise UserError(f"{src}: weight {k} has shape {tuple(weights[k].shape)}, the cfg "
+                            f"needs {tuple(ref.shape)}")
+        if not all_finite(weights[k]):
+            raise UserError(f"{src}: weight {k} holds NaN or infinite values")
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v
+                         for k, v in weights.items()}, strict=True)
     return net.eval()

@@ -1,4 +1,4 @@
-"""``--rpc host:port:key``: parse it, check the tracker answers, make a MetaSchedule runner."""
+"""``rpc="host:port:key"``: parse it, check the tracker answers, make a MetaSchedule runner."""
 from __future__ import annotations
 
 import socket
@@ -21,7 +21,8 @@ def parse(spec: str) -> TrackerAddress:
     """``host:port:key`` → :class:`TrackerAddress` (one-line error on anything else)."""
     parts = spec.rsplit(":", 2)
     if len(parts) != 3 or not all(parts) or not parts[1].isdigit():
-        raise UserError(f"--rpc {spec}: expected host:port:key, e.g. 127.0.0.1:9190:rk3588")
+        raise UserError(f"rpc {spec}: expected host:port:key, e.g. 127.0.0.1:9190:rk3588",
+                        arg="rpc")
     return TrackerAddress(parts[0], int(parts[1]), parts[2])
 
 
@@ -34,21 +35,21 @@ def check(addr: TrackerAddress, timeout: float = 5.0) -> int:
         with socket.create_connection((addr.host, addr.port), timeout=timeout):
             pass
     except OSError as e:
-        raise UserError(f"--rpc {addr}: tracker unreachable ({e.strerror or e}); start "
+        raise UserError(f"rpc {addr}: tracker unreachable ({e.strerror or e}); start "
                         f"`python -m tvm.exec.rpc_tracker --port {addr.port}` there or fix "
-                        "host:port") from None
+                        "host:port", arg="rpc") from None
     from tvm import rpc
     try:
         summary = rpc.connect_tracker(addr.host, addr.port).summary()
     except Exception as e:  # noqa: BLE001 - anything here means "not a TVM tracker"
-        raise UserError(f"--rpc {addr}: {addr.host}:{addr.port} is not a TVM RPC tracker "
-                        f"({str(e).splitlines()[-1][:120]})") from None
+        raise UserError(f"rpc {addr}: {addr.host}:{addr.port} is not a TVM RPC tracker "
+                        f"({str(e).splitlines()[-1][:120]})", arg="rpc") from None
     n = sum(1 for s in summary.get("server_info", []) if _key_of(s) == addr.key)
     queue = summary.get("queue_info", {})
     if n == 0 and addr.key not in queue:
-        raise UserError(f"--rpc {addr}: no RPC server registered under key {addr.key!r}; start "
+        raise UserError(f"rpc {addr}: no RPC server registered under key {addr.key!r}; start "
                         f"`python -m tvm.exec.rpc_server --tracker {addr.host}:{addr.port} "
-                        f"--key {addr.key}` on the device")
+                        f"--key {addr.key}` on the device", arg="rpc")
     return n
 
 

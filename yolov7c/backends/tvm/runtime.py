@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import UserError
+from ...errors import UserError, one_line
 
 
 class Runner:
@@ -29,8 +29,9 @@ class Runner:
         import tvm
         arr = np.ascontiguousarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
         if self.input_shape and tuple(arr.shape) != self.input_shape:
-            raise UserError(f"input shape {tuple(arr.shape)}: this library was compiled for "
-                            f"{self.input_shape}; resize the image or recompile with --img")
+            raise UserError(f"x shape {tuple(arr.shape)}: this library was compiled for "
+                            f"{self.input_shape}; resize the image or recompile at that img",
+                            arg="x")
         out = self._main(tvm.runtime.tensor(arr, self.dev))
         if hasattr(out, "numpy"):
             return [out.numpy()]
@@ -38,8 +39,23 @@ class Runner:
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar ``<path>.json`` that :func:`compile_model` writes (target, input shape);
+    a library without one cannot be run safely (unknown device and input shape)."""
     side = Path(str(path) + ".json")
-    return json.loads(side.read_text()) if side.exists() else {}
+    if not side.is_file():
+        raise UserError(f"path {path}: no sidecar {side.name} beside the library (compile "
+                        "writes it: target and input shape); copy it along or recompile",
+                        arg="path")
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError):
+        meta = None
+    shape = meta.get("input_shape") if isinstance(meta, dict) else None
+    if not (isinstance(shape, list) and len(shape) == 4 and
+            all(isinstance(v, int) and v > 0 for v in shape)):
+        raise UserError(f"path {side}: not a sidecar written by compile (needs target and "
+                        "input_shape); recompile the library", arg="path")
+    return meta
 
 
 def load(path: str | os.PathLike, device: str | None = None) -> Runner:
@@ -49,18 +65,20 @@ def load(path: str | os.PathLike, device: str | None = None) -> Runner:
 
     p = Path(path)
     if not p.is_file():
-        raise UserError(f"{p}: no such library; build one with `yolov7c compile`")
+        raise UserError(f"path {p}: no such library; build one with compile", arg="path")
     meta = read_meta(p)
     dev_type = device or {"cuda": "cuda", "mali": "opencl", "opencl": "opencl",
                           "vulkan": "vulkan"}.get(meta.get("target", "llvm"), "cpu")
     if meta.get("target") in ("aarch64", "mali", "opencl", "vulkan"):
-        raise UserError(f"{p}: built for {meta['target']} (aarch64 host); copy it to the board "
-                        "and load it there (or use `yolov7c tune --rpc`)")
+        raise UserError(f"path {p}: built for {meta['target']} (aarch64 host); copy it to the "
+                        "board and load it there (or tune with rpc)", arg="path")
     dev = tvm.device(dev_type, 0)
     if not dev.exist:
-        raise UserError(f"{p}: needs a {dev_type} device, which this machine does not have")
+        raise UserError(f"path {p}: needs a {dev_type} device, which this machine does not "
+                        "have", arg="path")
     try:
         lib = tvm.runtime.load_module(str(p))
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors; make them one line
-        raise UserError(f"{p}: cannot load: {str(e).splitlines()[-1][:200]}") from e
+        raise UserError(f"path {p}: cannot load: {one_line(str(e).splitlines()[-1], 200)}",
+                        arg="path") from None
     return Runner(lib, dev, meta)

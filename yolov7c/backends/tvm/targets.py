@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -18,6 +19,13 @@ AARCH64_TRIPLE = "aarch64-linux-gnu"
 AARCH64_HOST: dict[str, Any] = {"kind": "llvm", "mtriple": AARCH64_TRIPLE, "mattr": ["+neon"]}
 AARCH64_CXX = "aarch64-linux-gnu-g++"
 CUDA_ARCH_DEFAULT = "sm_90"
+# SM versions nvcc 12/13 know; "a"/"f" suffixes (arch-specific features) exist from sm_90 on
+CUDA_SM = (50, 52, 53, 60, 61, 62, 70, 72, 75, 80, 86, 87, 89, 90, 100, 101, 103, 110, 120,
+           121)
+# ISA extensions that change which schedules are fast (vector width, FMA, dot products)
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+             "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "neon",
+             "asimd", "sve")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,29 @@ def host_cpu() -> dict[str, Any]:
     return cfg
 
 
+def cpu_isa() -> list[str]:
+    """The host's vector ISA extensions (from /proc/cpuinfo; empty where it is missing)."""
+    try:
+        text = open("/proc/cpuinfo", encoding="ascii", errors="replace").read()
+    except OSError:
+        return []
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(val.split())
+            break
+    return [f for f in ISA_FLAGS if f in flags]
+
+
+def cpu_identity(cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a CPU tuning database is tied to: LLVM ``mcpu`` and the ISA flags (host's, or
+    only ``mcpu`` for an explicitly given target that is not this machine)."""
+    host = host_cpu()
+    mcpu = str((cfg or host).get("mcpu", "generic"))
+    return {"mcpu": mcpu, "isa": cpu_isa() if mcpu == host["mcpu"] else []}
+
+
 def physical_cores() -> int:
     try:
         import psutil
@@ -90,9 +121,7 @@ def resolve(name: str, arch: str | None = None, mcpu: str | None = None,
         cfg["num-cores"] = num_cores or 4
         return TargetSpec("aarch64", cfg, cross_cxx=AARCH64_CXX, notes="ARM64 Linux CPU")
     if key == "cuda":
-        a = arch or CUDA_ARCH_DEFAULT
-        if not (a.startswith("sm_") and a[3:].rstrip("a").isdigit()):
-            raise UserError(f"--arch {a}: not a CUDA SM architecture; use e.g. sm_80 or sm_90")
+        a = check_cuda_arch(arch or CUDA_ARCH_DEFAULT)
         return TargetSpec("cuda", {"kind": "cuda", "arch": a}, host=dict(host_cpu()),
                           device="cuda", notes=f"NVIDIA GPU {a}, x86 host")
     if key in ("mali", "opencl"):
@@ -102,19 +131,34 @@ def resolve(name: str, arch: str | None = None, mcpu: str | None = None,
     if key == "vulkan":
         return TargetSpec("vulkan", {"kind": "vulkan"}, host=dict(AARCH64_HOST),
                           cross_cxx=AARCH64_CXX, device="vulkan", notes="Vulkan, aarch64 host")
-    raise UserError(f"--target {name}: unknown target; use one of {', '.join(TARGET_NAMES)}")
+    raise UserError(f"target {name!r}: unknown target; use one of {', '.join(TARGET_NAMES)}",
+                    arg="target")
+
+
+def check_cuda_arch(arch: str) -> str:
+    """``arch`` if it is an SM version nvcc knows (sm_90, sm_90a ...), else a one-line error
+    (an unknown arch used to reach nvcc, which printed tens of thousands of lines)."""
+    m = re.fullmatch(r"sm_(\d{2,3})([af]?)", str(arch).strip())
+    ok = m is not None and int(m[1]) in CUDA_SM and (not m[2] or int(m[1]) >= 90)
+    if not ok:
+        known = ", ".join(f"sm_{v}" for v in CUDA_SM if v >= 70)
+        raise UserError(f"arch {str(arch)[:40]!r}: not a CUDA SM architecture; use one of "
+                        f"{known} (sm_90a etc. for arch-specific features)", arg="arch")
+    return str(arch).strip()
 
 
 def check_toolchain(spec: TargetSpec) -> None:
     """Fail early, before any work, when the target cannot be built on this machine."""
     if spec.cross_cxx and not shutil.which(spec.cross_cxx):
-        raise UserError(f"--target {spec.name}: cross compiler {spec.cross_cxx} not found on "
-                        "PATH; install it (Debian: apt install g++-aarch64-linux-gnu)")
+        raise UserError(f"target {spec.name}: cross compiler {spec.cross_cxx} not found on "
+                        "PATH; install it (Debian: apt install g++-aarch64-linux-gnu)",
+                        arg="target")
     if spec.name == "vulkan":
         import tvm_ffi
         if tvm_ffi.get_global_func("target.build.vulkan", allow_missing=True) is None:
-            raise UserError("--target vulkan: this TVM build has no Vulkan/SPIR-V codegen "
-                            "(target.build.vulkan missing); use --target mali (OpenCL)")
+            raise UserError("target vulkan: this TVM build has no Vulkan/SPIR-V codegen "
+                            "(target.build.vulkan missing); use target mali (OpenCL)",
+                            arg="target")
     if not (spec.cross_cxx or shutil.which(os.environ.get("CXX", "g++"))):
-        raise UserError(f"--target {spec.name}: no C++ compiler (g++) to link the library; "
-                        "install g++ or set CXX")
+        raise UserError(f"target {spec.name}: no C++ compiler (g++) to link the library; "
+                        "install g++ or set CXX", arg="target")

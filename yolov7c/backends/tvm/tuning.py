@@ -1,26 +1,27 @@
-"""Resumable MetaSchedule tuning into a database directory (``tvm.s_tir.meta_schedule``).
+"""The tuning driver: resumable MetaSchedule tuning of a model into a database folder.
 
-Why not one ``tune_relax`` call: in TVM 0.27 the gradient task scheduler only writes
-records after its first full pass over all tasks (a kill in the first ~15 min loses
-everything), its trial budget restarts from zero on every call, its evolutionary search
-re-measures candidates already in the database, and the XGB cost model is thrown away.
-So this module drives ``tune_tasks`` itself, one task and one round (``per_round`` trials)
-at a time, round-robin over tasks:
+Why not one ``tune_relax`` call: in TVM 0.27 the task scheduler only writes records after
+its first full pass over all tasks (a kill in the first ~15 min loses everything), its trial
+budget restarts from zero on every call, and its cost model is thrown away. So this driver
+calls ``tune_tasks`` for one task and one round (``per_round`` trials) at a time:
 
-- records are committed after every task round (a kill loses at most one round);
-- the budget ``trials`` is the database's size target: a restart tops it up;
-- :class:`DedupSearch` drops candidates whose scheduled IR is already in the database;
-- the cost model is shared across tasks and saved in the directory (``cost_model.tar``).
+- records are committed after every round (a kill loses at most one round), under the
+  database's writer lock (:mod:`.database`);
+- ``trials`` is the size target of the database over the model's tasks: a restart tops it
+  up, and tasks whose workload is already in the database (another model, another image
+  size with the same shapes) count what they have and are not tuned again first;
+- rounds go where the latency is (:func:`.search.next_task`), candidates already measured
+  are skipped, and the XGBoost cost model is retrained from the records (never unpickled);
+- Ctrl-C or SIGTERM stops within seconds: the current round's workers are ended, its
+  results discarded or committed whole, the lock released.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
-import sys
-import tempfile
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,13 +30,25 @@ from typing import Iterator, Sequence
 from torch import nn
 
 from ...errors import UserError
-from ..onnx import check_img_size
+from ..common import check_img_size
+from . import database as dbm
+from . import pipeline as pl
 from . import rpc as rpcmod
+from . import search
 from . import targets as T
+from . import workers
 from .frontend import to_relax
 
-META = "tune_meta.json"
-DB_FILES = ("database_workload.json", "database_tuning_record.json")
+log = logging.getLogger("yolov7c.tvm")
+
+META = dbm.META                      # kept: tests and older callers use these names
+DB_FILES = dbm.DB_FILES
+open_database = dbm.open_database
+is_packed = dbm.is_packed
+unpack_database = dbm.unpack_database
+pack_database = dbm.pack_database
+prune_database = dbm.prune_database
+META_SCHEDULE_LOGGER = "tvm.s_tir.meta_schedule"
 
 
 @dataclass
@@ -50,214 +63,13 @@ class TuneReport:
     seconds: float
     estimated_ms: float | None
     untuned_tasks: list[str] = field(default_factory=list)
+    reused_tasks: int = 0              # tasks whose workload the database already had
+    pipeline: str = "prepack"
+    stopped: str | None = None         # "SIGINT"/"SIGTERM"/"max_seconds" when cut short
+    curve: list[tuple[float, int, float | None]] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- database
-
-
-def _repair_jsonl(path: Path) -> None:
-    """Drop a torn last line (a kill mid-append) so the database loads; rewrite atomically."""
-    if not path.exists():
-        return
-    lines = path.read_bytes().splitlines(keepends=True)
-    keep = len(lines)
-    while keep and not _valid_json(lines[keep - 1]):
-        keep -= 1
-    if keep != len(lines) or (lines and not lines[-1].endswith(b"\n")):
-        tmp = path.with_name(path.name + ".repair")
-        body = b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in lines[:keep])
-        tmp.write_bytes(body)
-        os.replace(tmp, path)
-
-
-def _valid_json(line: bytes) -> bool:
-    try:
-        json.loads(line)
-        return True
-    except ValueError:
-        return False
-
-
-def is_packed(db: str | os.PathLike) -> bool:
-    return str(db).endswith((".tar.gz", ".tgz")) and Path(db).is_file()
-
-
-def unpack_database(db: str | os.PathLike) -> Path:
-    """A packed database (``.tar.gz`` from :func:`pack_database`) extracted to a temp dir."""
-    import atexit
-    import shutil
-    import tarfile
-    d = Path(tempfile.mkdtemp(prefix="yolov7c-db-"))
-    atexit.register(shutil.rmtree, d, True)
-    with tarfile.open(db, "r:gz") as tf:
-        members = [m for m in tf.getmembers() if m.isfile() and "/" not in m.name
-                   and m.name in (*DB_FILES, META)]
-        tf.extractall(d, members=members)
-    return d
-
-
-def pack_database(src: str | os.PathLike, dst: str | os.PathLike, top_k: int = 1) -> int:
-    """Best ``top_k`` records per workload of ``src`` as one small ``.tar.gz`` (atomic)."""
-    import tarfile
-    with tempfile.TemporaryDirectory() as tmp:
-        n = prune_database(src, tmp, top_k)
-        part = Path(str(dst) + ".part")
-        with tarfile.open(part, "w:gz") as tf:
-            for f in (*DB_FILES, META):
-                if (Path(tmp) / f).exists():
-                    tf.add(Path(tmp) / f, arcname=f)
-        os.replace(part, dst)
-    return n
-
-
-def open_database(db_dir: str | os.PathLike, create: bool = False):
-    """The ``JSONDatabase`` in ``db_dir`` (repaired after a kill; created if asked).
-
-    A ``.tar.gz`` from :func:`pack_database` is accepted read-only (extracted to a temp dir).
-    """
-    from tvm.s_tir import meta_schedule as ms
-
-    if is_packed(db_dir):
-        db_dir = unpack_database(db_dir)
-    d = Path(db_dir)
-    if not create and not (d / DB_FILES[0]).exists():
-        raise UserError(f"--db {d}: no tuning database there; run `yolov7c tune` first")
-    d.mkdir(parents=True, exist_ok=True)
-    for f in DB_FILES:
-        _repair_jsonl(d / f)
-    return ms.database.JSONDatabase(work_dir=str(d), module_equality="structural")
-
-
-def _check_meta(d: Path, target_json: str, img: tuple[int, int]) -> None:
-    """A database belongs to one target: refuse to mix schedules for different CPUs/GPUs."""
-    p = d / META
-    if p.exists():
-        old = json.loads(p.read_text())
-        if old.get("target") != target_json:
-            raise UserError(f"--db {d}: tuned for {old.get('target')}, not {target_json}; use a "
-                            "separate --db per target")
-        return
-    tmp = p.with_name(META + ".tmp")
-    tmp.write_text(json.dumps({"target": target_json, "img": list(img)}, indent=1))
-    os.replace(tmp, p)
-
-
-def prune_database(src: str | os.PathLike, dst: str | os.PathLike, top_k: int = 1) -> int:
-    """Copy the best ``top_k`` records per workload into a new database (small, for shipping).
-
-    Returns the number of records written. ``tune_meta.json`` is copied along.
-    """
-    from tvm.s_tir import meta_schedule as ms
-    s = open_database(src)
-    workloads: list = []
-    for rec in s.get_all_tuning_records():
-        if not any(w.same_as(rec.workload) for w in workloads):
-            workloads.append(rec.workload)
-    d = Path(dst)
-    d.mkdir(parents=True, exist_ok=True)
-    out = ms.database.JSONDatabase(work_dir=str(d), module_equality="structural")
-    n = 0
-    for wl in workloads:
-        new_wl = out.commit_workload(wl.mod)
-        for best in s.get_top_k(wl, top_k):
-            out.commit_tuning_record(ms.database.TuningRecord(
-                best.trace, new_wl, best.run_secs, best.target, best.args_info))
-            n += 1
-    if (Path(src) / META).exists():
-        (d / META).write_text((Path(src) / META).read_text())
-    return n
-
-
-# --------------------------------------------------------------------------- search strategy
-
-
-def _dedup_search_class():
-    """Build the class lazily: ``derived_object`` needs TVM imported."""
-    import tvm_ffi
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.runner import RunnerResult
-    from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch, PySearchStrategy
-
-    @derived_object
-    class DedupSearch(PySearchStrategy):
-        """EvolutionarySearch that never sends a candidate already in the database.
-
-        TVM 0.27's search only remembers candidates measured in the current call, so after a
-        restart it re-measures the database's best records (they seed its population).
-        """
-
-        def __init__(self, inner=None, stats: dict | None = None, population_size: int = 128,
-                     genetic_num_iters: int = 2, init_min_unmeasured: int = 16) -> None:
-            self.inner = inner if inner is not None else EvolutionarySearch(
-                population_size=population_size, genetic_num_iters=genetic_num_iters,
-                init_min_unmeasured=init_min_unmeasured)
-            self.seen: set[int] = set()
-            self.stats = stats if stats is not None else {"skipped": 0}  # shared by clones
-            self.ctx = None
-
-        def _initialize_with_tune_context(self, context) -> None:
-            self.ctx = context
-            self.inner._initialize_with_tune_context(context)
-
-        def pre_tuning(self, max_trials, num_trials_per_iter, design_spaces, database=None,
-                       cost_model=None) -> None:
-            self.inner.pre_tuning(max_trials, num_trials_per_iter, design_spaces, database,
-                                  cost_model)
-            self.seen = set()
-            if database is not None and self.ctx is not None:
-                wl = database.commit_workload(self.ctx.mod)
-                for rec in database.get_top_k(wl, 1 << 30):
-                    self.seen.add(tvm_ffi.structural_hash(rec.as_measure_candidate().sch.mod))
-
-        def post_tuning(self) -> None:
-            self.inner.post_tuning()
-
-        def generate_measure_candidates(self):
-            for _ in range(16):  # bounded: duplicates still advance the inner trial counter
-                cands = self.inner.generate_measure_candidates()
-                if cands is None:
-                    return None
-                fresh, dup = [], []
-                for c in cands:
-                    h = tvm_ffi.structural_hash(c.sch.mod)
-                    (dup if h in self.seen else fresh).append(c)
-                    self.seen.add(h)
-                if dup:
-                    self.stats["skipped"] += len(dup)
-                    self.inner.notify_runner_results(
-                        dup, [RunnerResult(None, "duplicate of a database record") for _ in dup])
-                if fresh:
-                    return fresh
-            return None
-
-        def notify_runner_results(self, measure_candidates, results) -> None:
-            self.inner.notify_runner_results(measure_candidates, results)
-
-        def clone(self):
-            return DedupSearch(self.inner.clone(), self.stats)
-
-    return DedupSearch
-
-
-# --------------------------------------------------------------------------- driver
-
-
-def _builder(num_workers: int):
-    import cloudpickle
-    from tvm.s_tir.meta_schedule.builder import LocalBuilder
-    from . import _msbuild
-    cloudpickle.register_pickle_by_value(_msbuild)  # workers need not import yolov7c
-    return LocalBuilder(f_build=_msbuild.fast_build, timeout_sec=120, max_workers=num_workers)
-
-
-def _local_runner():
-    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig, LocalRunner
-    # LocalRunner times one candidate at a time in a single popen worker
-    return LocalRunner(timeout_sec=60, evaluator_config=EvaluatorConfig(
-        number=3, repeat=1, min_repeat_ms=50))
-
-
-META_SCHEDULE_LOGGER = "tvm.s_tir.meta_schedule"
+# --------------------------------------------------------------------------- plumbing
 
 
 @contextlib.contextmanager
@@ -278,6 +90,59 @@ def _foreign_handlers_detached() -> Iterator[None]:
             logger.addHandler(h)
 
 
+def _quiet_tvm(verbose: bool) -> None:
+    """TVM's scheduler logs every step to stdout; keep them in ``<db>/logs`` unless verbose
+    (its console handler takes the logger's level at each ``tune_tasks`` call)."""
+    logging.getLogger(META_SCHEDULE_LOGGER).setLevel(logging.INFO if verbose
+                                                     else logging.WARNING)
+
+
+class _Stop:
+    """Ctrl-C / SIGTERM during tuning: set a flag and end the round's worker processes, so
+    the round returns within seconds; a second signal interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.previous: dict[int, object] = {}
+        self.in_round = False   # inside TVM's C++ loop, an exception would be swallowed
+
+    def _handler(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.signal is not None or not self.in_round:  # Python code, or a second signal
+            self.signal = name
+            raise KeyboardInterrupt
+        self.signal = name
+        log.warning("[tune] %s: stopping after this round (the database keeps every "
+                    "committed record; rerun the same command to continue)", name)
+        _end_workers()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Stop]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # only the main thread may handle signals; the caller handles them
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, self._handler)
+        try:
+            yield self
+        finally:
+            for sig, prev in self.previous.items():
+                signal.signal(sig, prev)  # type: ignore[arg-type]
+
+
+def _end_workers() -> None:
+    """Kill this process's own worker children (TVM's popen builders and runners)."""
+    try:
+        import psutil
+        kids = psutil.Process(os.getpid()).children(recursive=True)
+    except Exception:  # noqa: BLE001 - psutil missing or racing exits: nothing to end
+        return
+    for k in kids:
+        with contextlib.suppress(Exception):
+            k.kill()
+
+
 def _fmt_s(s: float) -> str:
     s = int(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -292,140 +157,216 @@ def _best_ms(db, wl) -> float | None:
 
 
 def extract(model: nn.Module, spec: T.TargetSpec, img: tuple[int, int],
-            frontend: str = "torch"):
-    """(Relax module, fused module, extracted tasks) for ``model`` on ``spec``."""
-    from tvm import relax
-    from tvm.s_tir import meta_schedule as ms
-
+            frontend: str = "torch", pipeline: str = "prepack"):
+    """(Relax module, extracted tasks) for ``model`` on ``spec`` under ``pipeline``."""
     mod = to_relax(model, img, frontend=frontend)
-    target = spec.tvm_target()
-    with target:
-        fused = relax.get_pipeline("zero")(mod)
-    return mod, fused, ms.relax_integration.extract_tasks(fused, target)
+    return mod, pl.extract_tasks(mod, spec.tvm_target(), pipeline)
+
+
+def _check_args(trials: int, per_round: int) -> None:
+    for name, v in (("trials", trials), ("per_round", per_round)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise UserError(f"{name} {v!r}: must be a positive number of measurements",
+                            arg=name)
+
+
+def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: str | None,
+                 explicit_mcpu: bool) -> str:
+    """Check ``d``'s meta against this run (target, CPU, pipeline) or write it; returns the
+    pipeline to use (an existing database keeps its own)."""
+    meta = dbm.read_meta(d)
+    target_json = str(spec.tvm_target())
+    identity = T.cpu_identity(spec.target) if spec.target.get("kind") == "llvm" else {}
+    if meta:
+        old_key = dbm.target_key(meta.get("target", "{}"))
+        if old_key != dbm.target_key(spec.target):
+            if old_key.get("kind") == "llvm" == spec.target.get("kind"):
+                dbm.check_cpu(d, meta, spec.target, identity, explicit_mcpu)
+            raise UserError(f"db_dir {d}: tuned for {meta.get('target')}, not {target_json}; "
+                            "use a separate db_dir per target", arg="db_dir")
+        dbm.check_cpu(d, meta, spec.target, identity, explicit_mcpu)
+        have = meta.get("pipeline", "zero")
+        if pipeline is not None and pipeline != have:
+            raise UserError(f"pipeline {pipeline}: db_dir {d} holds {have}-pipeline records; "
+                            "tune into a new db_dir for another pipeline", arg="pipeline")
+        pipeline = have
+    else:
+        pipeline = pipeline or "prepack"
+        meta = {"target": target_json, "cpu": identity, "pipeline": pipeline, "img": []}
+    sizes = [list(s) for s in meta.get("img", []) if isinstance(s, list)]
+    if list(img) not in sizes:
+        sizes.append(list(img))
+    meta.update(img=sizes, cpu=meta.get("cpu") or identity, pipeline=pipeline)
+    dbm.write_meta(d, meta)
+    return pl.check(pipeline)
+
+
+# --------------------------------------------------------------------------- driver
 
 
 def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | os.PathLike,
          trials: int, *, rpc: str | None = None, op_names: Sequence[str] | None = None,
          per_round: int = 16, arch: str | None = None, mcpu: str | None = None,
          frontend: str = "torch", seed: int = 0, max_seconds: float | None = None,
-         cost_model: str = "xgb", progress: bool = True) -> TuneReport:
+         cost_model: str = "xgb", progress: bool = True, pipeline: str | None = None,
+         schedule: str = "weighted", builder: str = "inprocess",
+         verbose_tvm: bool = False) -> TuneReport:
     """Tune ``model``'s kernels for ``target`` until ``db_dir`` holds ``trials`` measured
-    candidates (over the selected tasks); resumes whatever a previous run left.
+    candidates over the model's tasks; resumes whatever a previous run left.
 
     ``rpc`` = "host:port:key" measures on a device behind a TVM RPC tracker (needed for
     targets that do not run here). ``op_names`` restricts tuning to tasks whose name contains
     one of the strings. ``max_seconds`` stops after the round that crosses it.
-    ``cost_model="random"`` skips XGBoost training (~10 s per round here; for tests).
+    ``pipeline``: "prepack" (weights in the layout each schedule wants; default for a new
+    database) or "zero"; an existing database keeps its own. ``schedule``: "weighted"
+    (rounds where the latency is) or "round-robin". ``builder``: "inprocess" (fast) or
+    "popen" (TVM's LocalBuilder workers). ``cost_model="random"`` skips XGBoost training
+    (for tests).
     """
-    from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.relax_integration import extracted_tasks_to_tune_contexts
     from tvm.s_tir.meta_schedule.tune import tune_tasks
 
-    if trials <= 0:
-        raise UserError(f"--trials {trials}: must be a positive number of measurements")
+    _check_args(trials, per_round)
+    if schedule not in ("weighted", "round-robin"):
+        raise UserError(f"schedule {schedule!r}: use weighted or round-robin", arg="schedule")
+    if pipeline is not None:
+        pl.check(pipeline)
+    if builder not in ("inprocess", "popen"):
+        raise UserError(f"builder {builder!r}: use inprocess or popen", arg="builder")
+    builder_kind = builder
     spec = T.resolve(target, arch=arch, mcpu=mcpu)
     addr = rpcmod.parse(rpc) if rpc else None
     if addr is None and not spec.runs_here:
-        raise UserError(f"--target {spec.name}: kernels must be measured on the device; pass "
-                        "--rpc host:port:key of a TVM RPC tracker with that device")
+        raise UserError(f"target {spec.name}: kernels must be measured on the device; pass "
+                        "rpc=host:port:key of a TVM RPC tracker with that device", arg="rpc")
     if spec.name == "vulkan":
         T.check_toolchain(spec)
     h, w = check_img_size(model, img)
+    if dbm.is_packed(db_dir):
+        raise UserError(f"db_dir {db_dir}: a packed database is read-only; tune into a folder",
+                        arg="db_dir")
     if addr is not None:
         rpcmod.check(addr)
-    log = (lambda s: print(f"[tune] {s}", file=sys.stderr, flush=True)) if progress \
-        else (lambda s: None)
-
+    say = log.info if progress else log.debug
     d = Path(db_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    target_obj = spec.tvm_target()
-    _check_meta(d, str(target_obj), (h, w))
-    db = open_database(d, create=True)
-    before = len(db.get_all_tuning_records())
+    stop = _Stop()
+    with dbm.locked(d), stop.installed():
+        pipeline = _settle_meta(d, spec, (h, w), pipeline, explicit_mcpu=mcpu is not None)
+        db = dbm.open_database(d, create=True, write=True)
+        before = len(db.get_all_tuning_records())
+        t_start = time.perf_counter()
+        say("[tune] extracting tasks of %s at %dx%d for %s (%s pipeline)",
+            type(model).__name__, h, w, spec.name, pipeline)
+        _, all_tasks = extract(model, spec, (h, w), frontend, pipeline)
+        sel = [t for t in all_tasks if not op_names or any(o in t.task_name for o in op_names)]
+        if not sel:
+            raise UserError(f"op_names {','.join(op_names or [])}: matches none of the "
+                            f"{len(all_tasks)} tasks (e.g. {all_tasks[0].task_name})",
+                            arg="op_names")
+        stats = {"skipped": 0}
+        strategy = search.dedup_search(stats)
+        _quiet_tvm(verbose_tvm)
+        with _foreign_handlers_detached():
+            ctxs, weights = extracted_tasks_to_tune_contexts(
+                sel, work_dir=str(d), strategy=strategy, seed=seed, num_threads="physical")
+        n = len(ctxs)
+        weights = [float(x) for x in weights]
+        wls = [db.commit_workload(c.mod) for c in ctxs]
+        count = lambda i: len(db.get_top_k(wls[i], 1 << 30))  # noqa: E731
+        have = [count(i) for i in range(n)]
+        best = [_best_ms(db, wl) for wl in wls]
+        reused = sum(1 for v in have if v)
+        say("[tune] %d tasks (%d already in the database from earlier runs or models); "
+            "target %d records, %d there now (%d in the database)",
+            n, reused, trials, sum(have), before)
+        cores = T.physical_cores()
+        builder = (workers.in_process_builder() if builder_kind == "inprocess"
+                   else workers.popen_builder(cores))
+        runner = rpcmod.runner(addr) if addr else workers.local_runner()
+        cm = search.cost_model(cost_model, cores, seed)
+        if reused and cost_model == "xgb":
+            t0 = time.perf_counter()
+            k = search.retrain(cm, ctxs, db)
+            say("[tune] cost model retrained from %d database records in %.1f s", k,
+                time.perf_counter() - t0)
+        measured, stalled, rounds = 0, [0] * n, [0] * n
+        curve: list[tuple[float, int, float | None]] = []
 
-    t_start = time.perf_counter()
-    log(f"extracting tasks of {type(model).__name__} at {h}x{w} for {spec.name}")
-    _, _, all_tasks = extract(model, spec, (h, w), frontend)
-    log(f"{len(all_tasks)} tasks extracted in {_fmt_s(time.perf_counter() - t_start)}")
-    sel = [t for t in all_tasks if not op_names or any(o in t.task_name for o in op_names)]
-    if not sel:
-        raise UserError(f"--op-names {','.join(op_names or [])}: matches none of the "
-                        f"{len(all_tasks)} tasks (e.g. {all_tasks[0].task_name})")
-    stats = {"skipped": 0}
-    strategy = _dedup_search_class()(None, stats)
-    with _foreign_handlers_detached():
-        ctxs, weights = extracted_tasks_to_tune_contexts(
-            sel, work_dir=str(d), strategy=strategy, seed=seed, num_threads="physical")
-    n = len(ctxs)
-    wls = [db.commit_workload(c.mod) for c in ctxs]
-    count = lambda i: len(db.get_top_k(wls[i], 1 << 30))  # noqa: E731
-    have = [count(i) for i in range(n)]
-    goal = max(1, math.ceil(trials / n))
-    log(f"{n} tasks, goal {goal} trials each ({n * goal} total); database has {sum(have)} "
-        f"records for them ({before} in all)")
+        def estimate() -> tuple[float, int]:
+            return (sum(b * wt for b, wt in zip(best, weights) if b is not None),
+                    sum(1 for b in best if b is None))
 
-    cores = T.physical_cores()
-    builder = _builder(cores)
-    runner = rpcmod.runner(addr) if addr else _local_runner()
-    cm_path = d / "cost_model.tar"
-    if cost_model == "random":
-        cm = ms.cost_model.RandomModel(seed=seed)
-    else:
-        cm = ms.cost_model.XGBModel(num_tuning_cores=cores, adaptive_training=True)
-        if cm_path.exists():
+        while stop.signal is None:
+            open_ = [stalled[i] < 2 for i in range(n)]
+            if sum(have) >= trials:
+                break
+            i = search.next_task(have, best, weights, open_, schedule)
+            if i is None:
+                break
+            k = min(per_round, max(1, trials - sum(have)))
+            _quiet_tvm(verbose_tvm)
+            stop.in_round = True
             try:
-                cm.load(str(cm_path))
-            except Exception:  # noqa: BLE001 - a stale/torn cost model is only an optimisation
-                log("cost model file unreadable; starting a fresh one")
-    measured, stalled, rnd = 0, [0] * n, 0
-    stop = False
-    while not stop:
-        rnd += 1
-        todo = [i for i in range(n) if have[i] < goal and stalled[i] < 2]
-        if not todo:
-            break
-        for i in todo:
-            k = min(per_round, goal - have[i])
-            tune_tasks(tasks=[ctxs[i]], task_weights=[weights[i]], work_dir=str(d),
-                       max_trials_global=k, max_trials_per_task=k, num_trials_per_iter=k,
-                       builder=builder, runner=runner, database=db, cost_model=cm,
-                       task_scheduler="round-robin")
+                with _foreign_handlers_detached():
+                    tune_tasks(tasks=[ctxs[i]], task_weights=[weights[i]], work_dir=str(d),
+                               max_trials_global=k, max_trials_per_task=k,
+                               num_trials_per_iter=k, builder=builder, runner=runner,
+                               database=db, cost_model=cm, task_scheduler="round-robin")
+            finally:
+                stop.in_round = False
             new = count(i)
             stalled[i] = stalled[i] + 1 if new == have[i] else 0
             measured += new - have[i]
-            have[i] = new
-            if getattr(cm, "booster", None) is not None:
-                tmp = cm_path.with_name(cm_path.name + ".tmp.tar")
-                cm.save(str(tmp))
-                os.replace(tmp, cm_path)
+            have[i], rounds[i] = new, rounds[i] + 1
+            best[i] = _best_ms(db, wls[i])
             el = time.perf_counter() - t_start
-            done = sum(min(v, goal) for v in have)
-            left = sum(goal - v for v, st in zip(have, stalled) if v < goal and st < 2)
+            est, untuned = estimate()
+            curve.append((el, measured, None if untuned else est))
             rate = el / max(measured, 1)
-            best = _best_ms(db, wls[i])
-            log(f"round {rnd} task {i + 1}/{n} {ctxs[i].task_name[:40]:40s} {have[i]:4d}/{goal} "
-                f"best {'-' if best is None else f'{best:.4f} ms'} | total {done}/{n * goal} "
-                f"| {_fmt_s(el)} elapsed, ~{_fmt_s(rate * left)} left")
-            if max_seconds is not None and el > max_seconds:
-                log(f"--max-seconds {max_seconds:g} reached; rerun the same command to continue")
-                stop = True
-                break
-    est, missing = 0.0, []
-    for i in range(n):
-        b = _best_ms(db, wls[i])
-        if b is None:
-            missing.append(ctxs[i].task_name)
-        else:
-            est += b * weights[i]
-    after = len(db.get_all_tuning_records())
+            b = best[i]
+            say("[tune] task %d/%d %-32s %4d records, best %s | %d/%d | estimate %.2f ms%s | "
+                "%s elapsed, ~%s left", i + 1, n, ctxs[i].task_name[:32], have[i],
+                "-" if b is None else f"{b:.4f} ms", sum(have), trials, est,
+                f" ({untuned} tasks untuned)" if untuned else "", _fmt_s(el),
+                _fmt_s(rate * max(trials - sum(have), 0)))
+            if max_seconds is not None and el > max_seconds and stop.signal is None:
+                say("[tune] max_seconds %g reached; rerun the same command to continue",
+                    max_seconds)
+                stop.signal = "max_seconds"
+        est, untuned = estimate()
+        missing = [ctxs[i].task_name for i in range(n) if best[i] is None]
+        after = len(db.get_all_tuning_records())
     rep = TuneReport(str(d), spec.name, n, before, after, measured, stats["skipped"],
-                     time.perf_counter() - t_start, None if missing else est, missing)
-    log(f"done: {measured} new records ({after} in database), {stats['skipped']} duplicate "
-        f"candidates skipped, {_fmt_s(rep.seconds)}" +
-        (f", kernel-sum estimate {est:.2f} ms" if not missing else
-         f", {len(missing)} tasks still without a record"))
+                     time.perf_counter() - t_start, None if missing else est, missing,
+                     reused, pipeline, stop.signal, curve)
+    say("[tune] %s: %d new records (%d in database), %d duplicate candidates skipped, %s%s",
+        "stopped" if stop.signal else "done", measured, after, stats["skipped"],
+        _fmt_s(rep.seconds), f", kernel-sum estimate {est:.2f} ms" if not missing else
+        f", {len(missing)} tasks still without a record")
+    if stop.signal == "SIGINT":
+        raise KeyboardInterrupt
+    if stop.signal == "SIGTERM":
+        os.kill(os.getpid(), signal.SIGTERM)  # the previous handler is back: act as it would
     return rep
 
 
 def report_dict(rep: TuneReport) -> dict:
     return asdict(rep)
+
+
+def coverage(mod, spec: T.TargetSpec, db, pipeline: str) -> tuple[int, int, int]:
+    """(tasks with a record, tasks, records for them) of ``mod`` in ``db``: what a build
+    from ``db`` will actually use (without committing anything to the database)."""
+    target = spec.tvm_target()
+    tasks = pl.extract_tasks(mod, target, pipeline)
+    covered = records = 0
+    for t in tasks:
+        m = t.dispatched[0]
+        if db.has_workload(m):
+            k = len(db.get_top_k(db.commit_workload(m), 1 << 30))
+            covered += k > 0
+            records += k
+    return covered, len(tasks), records
+
+
+__all__ = ["TuneReport", "coverage", "extract", "report_dict", "tune"]

@@ -1,0 +1,246 @@
+"""``val`` and ``detect``: any model source on any backend → COCO metrics or drawn detections.
+
+A source becomes a predictor here (the one place that composes resolve, deploy and the
+backends): an ``.onnx`` file runs in onnxruntime, a ``.so``/``.tar`` library in TVM, anything
+else (zoo name, checkpoint, official ``.pt``, DSL, cfg, module) is resolved to a PyTorch module
+and run as is (``backend="torch"``), after the verified deploy pipeline (``"deploy"``), or
+exported/compiled on the fly (``"onnxruntime"``, ``"tvm"``: a temporary file, removed after
+loading). Pre- and post-processing are the shared ones, so every backend sees the same inputs.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.batching import to_tensor
+from ..data.dataset import IMG_EXTS, load_dataset, read_image
+from ..data.letterbox import letterbox, scale_boxes
+from ..errors import UserError
+from ..eval.draw import draw_boxes, yolo_lines
+from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
+from ..eval.nms import nms
+from ..eval.predictor import OnnxPredictor, TorchPredictor, TvmPredictor
+from ..eval.progress import Progress
+from ..eval.runs import next_run_dir
+from ..io_util import atomic_path
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "deploy", "onnxruntime", "tvm")
+COCO_NAMES = tuple(n.replace("_", " ") for n in (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant "
+    "stop_sign parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe "
+    "backpack umbrella handbag tie suitcase frisbee skis snowboard sports_ball kite "
+    "baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass cup fork "
+    "knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake "
+    "chair couch potted_plant bed dining_table toilet tv laptop mouse remote keyboard "
+    "cell_phone microwave oven toaster sink refrigerator book clock vase scissors teddy_bear "
+    "hair_drier toothbrush").split())
+
+
+def _weightless(source: Any) -> bool:
+    """A source whose weights are random (zoo name, DSL, cfg, Graph): it takes the data's nc."""
+    if isinstance(source, nn.Module):
+        return False
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(os.fspath(source))
+        return p.suffix.lower() in (".py", ".yaml", ".yml") or not p.is_file()
+    return True
+
+
+def make_predictor(model: Any, *, backend: str | None = None, img: int = 640,
+                   nc: int | None = None, seed: int = 0, device: str = "cpu") -> Any:
+    """A predictor for ``model`` (see the module docstring); ``img`` is the size an on-the-fly
+    ONNX export or TVM build is made for."""
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)}",
+                        arg="backend")
+    if callable(model) and hasattr(model, "fixed_shape") and hasattr(model, "max_batch"):
+        return model                                        # already a predictor
+    if isinstance(model, (str, os.PathLike)):
+        suffix = Path(os.fspath(model)).suffix.lower()
+        if suffix == ".onnx":
+            _only(backend, "onnxruntime", model)
+            return OnnxPredictor(model)
+        if suffix in (".so", ".tar"):
+            _only(backend, "tvm", model)
+            return TvmPredictor(model)
+    from .models import deploy, resolve
+    module = resolve(model, nc=nc, seed=seed)
+    if backend in (None, "torch"):
+        return TorchPredictor(module, device)
+    module = deploy(module, seed=seed)
+    if backend == "deploy":
+        return TorchPredictor(module, device, name="deploy")
+    img = resolve_img(img, TorchPredictor(module))
+    with tempfile.TemporaryDirectory(prefix="yolov7c-") as tmp:
+        if backend == "onnxruntime":
+            from ..backends.onnx import export_onnx
+            path = export_onnx(module, img, Path(tmp) / "model.onnx", dynamic_batch=True)
+            return OnnxPredictor(path)
+        from ..backends.tvm import compile_model
+        log.info("compiling for TVM llvm at %d (untuned: slow inference)", img)
+        compile_model(module, "llvm", img, Path(tmp) / "model.so", verbose=False)
+        return TvmPredictor(Path(tmp) / "model.so")
+
+
+def _only(backend: str | None, want: str, model: Any) -> None:
+    if backend not in (None, want):
+        raise UserError(f"backend {backend}: {model} runs on {want} only", arg="backend")
+
+
+def val(model: Any, data: str | os.PathLike, *, images: str | os.PathLike | None = None,
+        split: str = "val", img: int = 640, batch_size: int = 16, conf: float = 0.001,
+        iou: float = 0.65, max_det: int = 300, backend: str | None = None,
+        nc: int | None = None, seed: int = 0, out: str | os.PathLike | None = "runs/val",
+        name: str = "exp", plots: bool = True, progress: bool = True,
+        rect: bool | None = None, pad: float = 0.0, device: str = "cpu") -> dict[str, Any]:
+    """COCO metrics of ``model`` on ``data`` (a data YAML, or a COCO JSON with ``images``).
+
+    Writes ``predictions.json``, ``metrics.json`` and the plots to a new run folder under
+    ``out`` (``exp``, ``exp2``, ...; ``out=None`` writes nothing). Returns the metrics dict of
+    :func:`yolov7c.eval.evaluate`.
+    """
+    _check_thresholds(conf, iou, max_det)
+    ds = load_dataset(data, split, images)
+    if nc is None and _weightless(model):
+        nc = ds.nc
+    pred = make_predictor(model, backend=backend, img=img, nc=nc, seed=seed, device=device)
+    res = evaluate(pred, ds, img=img, batch_size=batch_size, conf=conf, iou=iou,
+                   max_det=max_det, out_dir=None, plots=plots, progress=progress, rect=rect,
+                   pad=pad, keep_outputs=out is not None)
+    if out is not None:  # the run folder is claimed only once there is something to write
+        res = write_outputs(next_run_dir(out, name), res, ds, plots)
+    return res
+
+
+def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    for v, arg in ((conf, "conf"), (iou, "iou")):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise UserError(f"{arg} {v!r}: a threshold in [0, 1]", arg=arg)
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or max_det < 1:
+        raise UserError(f"max_det {max_det!r}: a positive number of boxes", arg="max_det")
+
+
+def list_images(source: str | os.PathLike | Sequence[str]) -> list[Path]:
+    """An image file, a folder (its images, sorted), a glob, or a list of these."""
+    if isinstance(source, (list, tuple)):
+        return [p for s in source for p in list_images(s)]
+    text = os.fspath(source)
+    p = Path(text)
+    if p.is_dir():
+        out = sorted(q for q in p.iterdir() if q.suffix.lower() in IMG_EXTS)
+    elif any(ch in text for ch in "*?["):
+        out = sorted(Path(q) for q in glob.glob(text, recursive=True)
+                     if Path(q).suffix.lower() in IMG_EXTS)
+    elif p.is_file():
+        out = [p]
+    else:
+        raise UserError(f"source {text}: no such file or folder; give an image, a folder or "
+                        "a glob", arg="source")
+    if not out:
+        raise UserError(f"source {text}: no images found ({', '.join(IMG_EXTS)})",
+                        arg="source")
+    return out
+
+
+def _names_for(nc: int, names: Sequence[str] | None, data: Any) -> list[str]:
+    if names is not None:
+        return list(names)
+    if data is not None:
+        import yaml
+        try:
+            cfg = yaml.safe_load(Path(data).read_text())
+            got = cfg.get("names") if isinstance(cfg, dict) else None
+            if isinstance(got, dict):
+                got = [got[k] for k in sorted(got)]
+            if isinstance(got, list) and len(got) == nc:
+                return [str(n) for n in got]
+        except (OSError, yaml.YAMLError):
+            pass
+        log.warning("data %s: no %d class names there; using class0..", data, nc)
+    return list(COCO_NAMES) if nc == len(COCO_NAMES) else [f"class{k}" for k in range(nc)]
+
+
+def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int = 640,
+           conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
+           classes: Sequence[int] | None = None, agnostic: bool = False,
+           backend: str | None = None, nc: int | None = None, seed: int = 0,
+           out: str | os.PathLike | None = "runs/detect", name: str = "exp",
+           save_img: bool = True, save_txt: bool = False, save_json: bool = False,
+           names: Sequence[str] | None = None, data: str | os.PathLike | None = None,
+           progress: bool = True, device: str = "cpu") -> dict[str, Any]:
+    """Detections of ``model`` on images (a file, folder, glob or list), boxes in original
+    pixels. Writes annotated copies (and with ``save_txt`` YOLO ``labels/*.txt``, with
+    ``save_json`` a COCO ``predictions.json``) into a new run folder under ``out``."""
+    _check_thresholds(conf, iou, max_det)
+    files = list_images(source)
+    pred = make_predictor(model, backend=backend, img=img, nc=nc, seed=seed, device=device)
+    img = resolve_img(img, pred)
+    run = next_run_dir(out, name) if out is not None else None
+    t = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
+    results, records, label_names = [], [], None
+    with Progress(len(files), f"detect {pred.name}", progress and len(files) > 1) as bar:
+        for k, f in enumerate(files):
+            t0 = time.perf_counter()
+            try:
+                im = read_image(f)
+            except UserError as e:
+                log.warning("%s; skipped", e)
+                bar.update()
+                continue
+            shape = pred.fixed_shape or (img, img)
+            x, r, pad = letterbox(im, shape, stride=pred.stride, auto=pred.fixed_shape is None)
+            t1 = time.perf_counter()
+            out_t = pred(to_tensor([x]))
+            t2 = time.perf_counter()
+            d = nms(out_t, conf, iou, classes=classes, agnostic=agnostic, max_det=max_det)[0]
+            d = torch.cat((scale_boxes(d[:, :4], r, pad, im.shape[:2]), d[:, 4:]), 1).numpy()
+            t3 = time.perf_counter()
+            t["preprocess"] += t1 - t0
+            t["inference"] += t2 - t1
+            t["nms"] += t3 - t2
+            if label_names is None:
+                label_names = _names_for(out_t.shape[-1] - 5, names, data)
+            results.append({"path": str(f), "shape": list(im.shape[:2]),
+                            "detections": np.round(d, 3).tolist()})
+            if run is not None:
+                _save_one(run, f, im, d, label_names, save_img, save_txt)
+            if save_json:
+                stem = Path(f).stem
+                records += to_records(torch.from_numpy(d), int(stem) if stem.isdigit() else
+                                      stem, list(range(len(label_names))))
+            bar.update()
+    n = max(len(results), 1)
+    res: dict[str, Any] = {"backend": pred.name, "img": img, "conf": conf, "iou": iou,
+                           "images": len(results), "skipped": len(files) - len(results),
+                           "names": label_names, "results": results,
+                           "speed": {k: 1000 * v / n for k, v in t.items()},
+                           "out_dir": str(run) if run is not None else None}
+    if run is not None and save_json:
+        with atomic_path(run / "predictions.json", ".json") as tmp:
+            tmp.write_text(json.dumps(records))
+        res["predictions"] = str(run / "predictions.json")
+    return res
+
+
+def _save_one(run: Path, f: Path, im: np.ndarray, d: np.ndarray, names: list[str],
+              save_img: bool, save_txt: bool) -> None:
+    if save_img:
+        png = Path(f).suffix.lower() == ".png"
+        dest = run / (Path(f).stem + (".png" if png else ".jpg"))
+        with atomic_path(dest) as tmp:
+            draw_boxes(im, d, names).save(tmp, format="PNG" if png else "JPEG", quality=95)
+    if save_txt:
+        with atomic_path(run / "labels" / f"{Path(f).stem}.txt", ".txt") as tmp:
+            tmp.write_text(yolo_lines(d, im.shape[:2]))

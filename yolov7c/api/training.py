@@ -1,0 +1,211 @@
+"""``train``: any model source + a dataset → a run folder with checkpoints, results and plots.
+
+Model sources (one resolver, ``api.models.resolve``): a zoo name, a DSL ``.py``, an official
+``.yaml`` cfg or a Graph start from the official initialisation (fresh conv weights, BN γ = 1
+β = 0, prior head biases); our checkpoint, an official ``.pt`` or a YoloModel with weights are
+fine-tuned (matching tensors transferred; with another ``nc`` the detection convs start fresh).
+``resume`` continues a run folder from its ``weights/last.ckpt``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from .. import zoo
+from ..backends.torch import checkpoint as ckpt_io
+from ..backends.torch.lower import YoloModel, lower
+from ..data.dataset import DetectionDataset, load_dataset
+from ..errors import UserError
+from ..eval.runs import next_run_dir
+from ..io_util import write_text_atomic
+from ..ir.graph import Graph
+from ..ir.serialize import graph_from_dict
+from ..train import ddp
+from ..train.hyp import load_hyp
+from ..train.trainer import Settings, Trainer, check_data
+from ..train.transfer import transfer
+from .args import check_img, check_nc, positive_int
+from .models import model_name, resolve, with_nc
+
+WEIGHTLESS_SUFFIXES = (".py", ".yaml", ".yml")
+
+
+def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int | None = None,
+          epochs: int = 300, batch: int = 16, hyp: Any = None, nc: int | None = None,
+          device: str | None = None, seed: int = 0, resume: str | os.PathLike | None = None,
+          out: str | os.PathLike = "runs/train", name: str = "exp", workers: int = 2,
+          amp: bool | None = None, compile: bool = False, clip: float | None = None,
+          sync_bn: bool = True, val_batch: int | None = None,
+          min_warmup_iters: int = 1000, nominal_batch: int = 64) -> dict[str, Any]:
+    """Train ``source`` on ``data`` (a data YAML); returns the run summary (run folder, best
+    and last checkpoints, best mAP@0.5 and mAP@0.5:0.95, first/last epoch loss).
+
+    ``batch`` is the total over all processes (torchrun); ``hyp`` a preset (``p5``, ``p6``,
+    ``tiny``; default by model), a YAML file or a dict; ``nc`` trains a new head with that
+    many classes; ``resume`` a run folder (or its last.ckpt) to continue exactly where it
+    stopped. ``min_warmup_iters`` (1000) and ``nominal_batch`` (64: images per optimizer
+    step, by gradient accumulation) are the official values; tiny datasets and tests lower
+    them."""
+    e = ddp.env()
+    if resume is not None:
+        return _resume(resume, device=device, workers=workers)
+    if source is None:
+        raise UserError("source: give a model (zoo name, .py, .yaml, .ckpt or official .pt) "
+                        "or resume a run", arg="source")
+    if data is None:
+        raise UserError("data: give the data YAML to train on", arg="data")
+    positive_int(epochs, "epochs")
+    positive_int(batch, "batch")
+    positive_int(workers, "workers", minimum=0)
+    if nc is not None:
+        check_nc(nc)
+    if clip is not None and not clip > 0:
+        raise UserError(f"clip {clip!r}: a maximum gradient norm must be > 0", arg="clip")
+    train_ds = load_dataset(data, "train")
+    val_ds = load_dataset(data, "val") if e.main else None
+    model, report = build_model(source, nc if nc is not None else _default_nc(source, train_ds),
+                                seed)
+    img = 640 if img is None else check_img(model, img)
+    check_data(train_ds, val_ds, model.nc, str(data))
+    hyp_d = load_hyp(hyp if hyp is not None else default_hyp(model))
+    settings = Settings(data=str(data), img=img, epochs=epochs, batch=batch, hyp=hyp_d,
+                        seed=seed, workers=workers, device=device, amp=amp, compile=compile,
+                        clip=clip, sync_bn=sync_bn, min_warmup_iters=min_warmup_iters,
+                        nominal_batch=positive_int(nominal_batch, "nominal_batch"),
+                        val_batch=val_batch, source=model_name(source))
+    run_dir = _run_dir(out, name, e)
+    if e.main:
+        write_text_atomic(run_dir / "hyp.yaml", yaml.safe_dump(hyp_d, sort_keys=False))
+        write_text_atomic(run_dir / "settings.yaml", yaml.safe_dump(
+            {k: v for k, v in settings.to_extra().items() if k != "hyp"}, sort_keys=False))
+    meta = {"source": str(source) if isinstance(source, (str, os.PathLike)) else
+            model_name(source), "data": str(data)}
+    if report is not None:
+        meta["transfer"] = json.dumps(report.as_dict())
+    trainer = Trainer(model, settings, run_dir, _criterion, _evaluator(settings), train_ds,
+                      val_ds, meta=meta)
+    summary = trainer.fit()
+    if report is not None:
+        summary["transfer"] = report.summary()
+    return summary
+
+
+def _criterion(model: nn.Module, hyp: dict, img: int):
+    from ..train.loss import criterion
+    return criterion(model, hyp, img)
+
+
+def _evaluator(s: Settings):
+    """Validation of the EMA module with the project's evaluator (pycocotools)."""
+    from ..eval.evaluator import evaluate
+    from ..eval.predictor import TorchPredictor
+
+    def run(module: nn.Module, ds: DetectionDataset) -> dict:
+        dev = str(next(module.parameters()).device)
+        return evaluate(TorchPredictor(module, device=dev), ds, img=s.img,
+                        batch_size=s.val_batch or max(s.batch, 1), conf=0.001, iou=0.65,
+                        out_dir=None, plots=False, progress=False)
+    return run
+
+
+def _run_dir(out: str | os.PathLike, name: str, e: ddp.DistEnv) -> Path:
+    """Rank 0 claims ``out/name{N}``; the other ranks learn it from rank 0."""
+    if not e.distributed:
+        return next_run_dir(out, name)
+    device = ddp.device_for(None if torch.cuda.is_available() else "cpu", e)
+    ddp.setup(e, device)
+    return Path(ddp.broadcast(str(next_run_dir(out, name)) if e.main else None))
+
+
+def _default_nc(source: Any, data: DetectionDataset) -> int | None:
+    """A zoo name takes the data's classes; other sources keep their own (a mismatch is
+    then reported with the fix)."""
+    return data.nc if isinstance(source, str) and source in zoo.names() else None
+
+
+def default_hyp(model: nn.Module) -> str:
+    """The official preset for the model: tiny for -tiny models, p6 for stride-64 models."""
+    g = getattr(model, "graph", None)
+    name = g.name if isinstance(g, Graph) else ""
+    if "tiny" in name:
+        return "tiny"
+    return "p6" if max(getattr(g, "strides", (32,))) >= 64 else "p5"
+
+
+def _has_weights(source: Any) -> bool:
+    if isinstance(source, nn.Module):
+        return True
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(os.fspath(source))
+        return p.is_file() and p.suffix.lower() not in WEIGHTLESS_SUFFIXES
+    return False
+
+
+def build_model(source: Any, nc: int | None, seed: int):
+    """(train-mode YoloModel, transfer report or None) for ``source`` with ``nc`` classes."""
+    if not _has_weights(source):
+        graph = source if isinstance(source, Graph) else _graph_of(resolve(source, nc=nc))
+        graph = with_nc(graph, nc)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return lower(graph).train(), None
+    pre = resolve(source)
+    graph = _graph_of(pre)
+    if graph.form != "training":
+        raise UserError(f"source {model_name(source)}: a deploy-form model cannot be trained; "
+                        f"start from the training checkpoint", arg="source")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = lower(with_nc(graph, nc))
+    report = transfer(pre, model)
+    return model.train(), report
+
+
+def _graph_of(model: nn.Module) -> Graph:
+    if isinstance(model, YoloModel):
+        return model.graph
+    raise UserError(f"{type(model).__name__}: only yolov7c models (zoo, DSL, YAML, our "
+                    f"checkpoints, official .pt) can be trained", arg="source")
+
+
+def _resume(resume: str | os.PathLike, *, device: str | None, workers: int) -> dict[str, Any]:
+    p = Path(resume)
+    ck_path = p if p.is_file() else p / "weights" / "last.ckpt"
+    if not ck_path.is_file():
+        raise UserError(f"resume {p}: no weights/last.ckpt there (no epoch finished, or not a "
+                        f"run folder); start a new run instead", arg="resume")
+    run_dir = ck_path.parent.parent
+    ck = ckpt_io.read(ck_path)
+    extra = ck.get("extra")
+    if not isinstance(extra, dict) or "settings" not in extra:
+        raise UserError(f"resume {ck_path}: a checkpoint without training state (not written "
+                        f"by train); fine-tune it as a source instead", arg="resume")
+    s = Settings.from_extra(extra["settings"])
+    s.workers = workers
+    if device is not None:
+        s.device = device
+    if int(extra["epoch"]) + 1 >= s.epochs:
+        raise UserError(f"resume {p}: the run already finished its {s.epochs} epochs; to "
+                        f"train longer, fine-tune {run_dir / 'weights' / 'best.ckpt'}",
+                        arg="resume")
+    spec = ck["spec"]
+    graph = graph_from_dict(json.loads(spec) if isinstance(spec, str) else spec,
+                            source=str(ck_path))
+    model = lower(graph).train()
+    e = ddp.env()
+    train_ds = load_dataset(s.data, "train")
+    val_ds = load_dataset(s.data, "val") if e.main else None
+    check_data(train_ds, val_ds, model.nc, s.data)
+    meta = json.loads(ck["meta"]) if isinstance(ck.get("meta"), str) else dict(ck.get("meta")
+                                                                               or {})
+    meta = {k: v for k, v in meta.items() if k in ("source", "data", "transfer")}
+    trainer = Trainer(model, s, run_dir, _criterion, _evaluator(s), train_ds, val_ds,
+                      resume_extra=extra, meta=meta)
+    trainer.restore_ema(ck["state_dict"])
+    return trainer.fit()

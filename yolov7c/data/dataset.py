@@ -1,0 +1,280 @@
+"""Detection datasets: the YOLO layout (a data YAML, ``images/`` + ``labels/``) and COCO JSON.
+
+Both become one :class:`DetectionDataset`: images read lazily (PIL), labels parsed and checked
+up front so a bad label stops the run before any work with a message naming the file and line.
+Images whose header does not decode are reported (``logging.warning``) and skipped, so one bad
+file never stops a long run. COCO category ids map to contiguous classes ``0..nc-1`` and back
+(``cat_ids``), which is what a COCO results file needs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMG_EXTS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Sample:
+    """One image (uint8 (H, W, 3) RGB, original size) and its labels (n, 5): class, cx, cy, w, h
+    normalized to [0, 1]."""
+    image: np.ndarray
+    labels: np.ndarray
+    path: str
+
+
+@dataclass
+class DetectionDataset:
+    """Images, their labels and class names; ``image_ids`` and ``cat_ids`` are the COCO ids
+    (for a YOLO-layout set: the image index and the class index)."""
+    paths: list[str]
+    labels: list[np.ndarray]
+    names: list[str]
+    image_ids: list[int]
+    cat_ids: list[int]
+    shapes: list[tuple[int, int]]            # (H, W) of every image, read from the header
+    coco_gt: dict | None = None              # the original COCO JSON (crowd, areas) if any
+    source: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def nc(self) -> int:
+        return len(self.names)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Sample:
+        return Sample(read_image(self.paths[i]), self.labels[i], self.paths[i])
+
+    def gt_json(self) -> dict:
+        """The ground truth in COCO format (the original JSON for a COCO set)."""
+        if self.coco_gt is not None:
+            return self.coco_gt
+        images, anns = [], []
+        for i, (lab, (h, w)) in enumerate(zip(self.labels, self.shapes)):
+            images.append({"id": self.image_ids[i], "file_name": Path(self.paths[i]).name,
+                           "height": h, "width": w})
+            for c, cx, cy, bw, bh in lab.tolist():
+                box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+                anns.append({"id": len(anns) + 1, "image_id": self.image_ids[i],
+                             "category_id": self.cat_ids[int(c)], "bbox": box,
+                             "area": box[2] * box[3], "iscrowd": 0})
+        cats = [{"id": cid, "name": n} for cid, n in zip(self.cat_ids, self.names)]
+        return {"images": images, "annotations": anns, "categories": cats}
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """RGB uint8 (H, W, 3); a file that does not decode is a UserError naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"{path}: not a readable image ({e.__class__.__name__}); "
+                        "remove or replace it") from None
+
+
+def _image_size(path: str) -> tuple[int, int] | None:
+    """(H, W) from the header and a full decode check, or None (warned) when it fails."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.height, im.width
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        log.warning("%s: image does not decode (%s); skipped", path, e.__class__.__name__)
+        return None
+
+
+# --------------------------------------------------------------------------- YOLO layout
+
+
+def parse_label_file(path: Path, nc: int) -> np.ndarray:
+    """``class cx cy w h`` per line, normalized; polygons (``class x1 y1 x2 y2 ...``) become
+    their bounding box. Errors name the file and line."""
+    rows = []
+    for ln, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}:{ln}"
+        try:
+            vals = [float(v) for v in parts]
+        except ValueError:
+            raise UserError(f"{where}: not numbers ({line.strip()[:60]!r}); each line is "
+                            "'class cx cy w h' normalized to [0, 1]") from None
+        if len(vals) != 5 and (len(vals) < 7 or len(vals) % 2 == 0):
+            raise UserError(f"{where}: {len(vals)} columns; each line is 'class cx cy w h' "
+                            "(5 columns) or a polygon 'class x1 y1 x2 y2 ...'")
+        c = vals[0]
+        if c != int(c) or not 0 <= c < nc:
+            raise UserError(f"{where}: class {parts[0]} out of range; the data YAML has nc={nc} "
+                            f"(classes 0..{nc - 1})")
+        xy = np.asarray(vals[1:], dtype=np.float64)
+        if not np.isfinite(xy).all() or (xy < 0).any() or (xy > 1).any():
+            raise UserError(f"{where}: coordinates outside [0, 1]; labels must be normalized "
+                            "by the image width and height")
+        if len(vals) > 5:  # polygon → box
+            x, y = xy[0::2], xy[1::2]
+            xy = np.array([(x.min() + x.max()) / 2, (y.min() + y.max()) / 2,
+                           x.max() - x.min(), y.max() - y.min()])
+        rows.append([c, *xy.tolist()])
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 5)
+
+
+def _label_path(img: Path) -> Path:
+    """images/.../x.jpg → labels/.../x.txt (the last ``images`` folder in the path)."""
+    parts = list(img.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return img.with_suffix(".txt")
+
+
+def _list_images(entry: str | list, root: Path, yaml_path: Path, key: str) -> list[Path]:
+    """A folder, an image list file (.txt) or a list of either → image paths, sorted."""
+    entries = entry if isinstance(entry, list) else [entry]
+    out: list[Path] = []
+    for e in entries:
+        p = Path(str(e))
+        p = p if p.is_absolute() else root / p
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMG_EXTS)
+        elif p.is_file() and p.suffix == ".txt":
+            for line in p.read_text().splitlines():
+                if line.strip():
+                    q = Path(line.strip())
+                    out.append(q if q.is_absolute() else p.parent / q)
+        elif p.is_file() and p.suffix.lower() in IMG_EXTS:
+            out.append(p)
+        else:
+            raise UserError(f"{yaml_path}: {key}: {e} does not exist (resolved to {p}); "
+                            "paths are relative to the YAML's folder or its 'path' key")
+    return out
+
+
+def _names(cfg: dict, yaml_path: Path) -> list[str]:
+    names = cfg.get("names")
+    nc = cfg.get("nc")
+    if isinstance(names, dict):
+        names = [str(names[k]) for k in sorted(names)]
+    if names is None and isinstance(nc, int):
+        names = [f"class{i}" for i in range(nc)]
+    if not isinstance(names, list) or not names:
+        raise UserError(f"{yaml_path}: needs 'names' (a list of class names) or 'nc'")
+    if nc is not None and nc != len(names):
+        raise UserError(f"{yaml_path}: nc={nc} but {len(names)} names; make them agree")
+    return [str(n) for n in names]
+
+
+def load_yolo(yaml_path: Path, split: str) -> DetectionDataset:
+    """A dataset in the official layout from its data YAML."""
+    try:
+        cfg = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{yaml_path}:{mark.line + 1}" if mark else str(yaml_path)
+        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', e)}); fix the "
+                        "syntax") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{yaml_path}: a data YAML is a mapping with train, val, nc and names")
+    if split not in cfg or cfg[split] in (None, ""):
+        raise UserError(f"{yaml_path}: no '{split}' entry; add '{split}: images/{split}'")
+    names = _names(cfg, yaml_path)
+    root = Path(str(cfg.get("path") or "."))
+    root = root if root.is_absolute() else yaml_path.parent / root
+    imgs = _list_images(cfg[split], root, yaml_path, split)
+    if not imgs:
+        raise UserError(f"{yaml_path}: {split}: no images found under {cfg[split]}")
+    paths, labels, shapes, skipped = [], [], [], []
+    for p in imgs:
+        lp = _label_path(p)
+        lab = parse_label_file(lp, len(names)) if lp.is_file() else np.zeros((0, 5), np.float32)
+        hw = _image_size(str(p))
+        if hw is None:
+            skipped.append(str(p))
+            continue
+        paths.append(str(p))
+        labels.append(lab)
+        shapes.append(hw)
+    return DetectionDataset(paths, labels, names, list(range(len(paths))),
+                            list(range(len(names))), shapes, None, str(yaml_path), skipped)
+
+
+# --------------------------------------------------------------------------- COCO JSON
+
+
+def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDataset:
+    """A COCO ``instances_*.json`` plus its image folder (default: beside the JSON)."""
+    try:
+        gt = json.loads(json_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{json_path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(gt, dict) or not {"images", "annotations", "categories"} <= gt.keys():
+        raise UserError(f"{json_path}: a COCO instances file needs 'images', 'annotations' "
+                        "and 'categories'")
+    folder = Path(images) if images is not None else json_path.parent
+    if not folder.is_dir():
+        raise UserError(f"images {folder}: no such folder; give the COCO image folder")
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    cat_ids = [int(c["id"]) for c in cats]
+    cls_of = {cid: i for i, cid in enumerate(cat_ids)}
+    by_img: dict[int, list] = {}
+    for k, a in enumerate(gt["annotations"]):
+        if a.get("category_id") not in cls_of:
+            raise UserError(f"{json_path}: annotations[{k}] (id {a.get('id')}) has category_id "
+                            f"{a.get('category_id')}, not in 'categories' "
+                            f"(ids {cat_ids[:8]}{'...' if len(cat_ids) > 8 else ''}); fix it")
+        if not a.get("iscrowd", 0):
+            by_img.setdefault(a["image_id"], []).append(a)
+    paths, labels, shapes, ids, skipped = [], [], [], [], []
+    for im in gt["images"]:
+        p = folder / im["file_name"]
+        hw = _image_size(str(p)) if p.is_file() else None
+        if hw is None:
+            if not p.is_file():
+                log.warning("%s: image listed in %s is missing; skipped", p, json_path.name)
+            skipped.append(str(p))
+            continue
+        h, w = hw
+        rows = []
+        for a in by_img.get(im["id"], []):
+            x, y, bw, bh = a["bbox"]
+            if bw <= 0 or bh <= 0:
+                continue
+            rows.append([cls_of[a["category_id"]], (x + bw / 2) / w, (y + bh / 2) / h,
+                         bw / w, bh / h])
+        paths.append(str(p))
+        labels.append(np.clip(np.asarray(rows, np.float32).reshape(-1, 5), 0, None))
+        shapes.append(hw)
+        ids.append(int(im["id"]))
+    if not paths:
+        raise UserError(f"{json_path}: none of its {len(gt['images'])} images found in {folder}")
+    names = [str(c.get("name", c["id"])) for c in cats]
+    return DetectionDataset(paths, labels, names, ids, cat_ids, shapes, gt, str(json_path),
+                            skipped)
+
+
+def load_dataset(data: str | os.PathLike, split: str = "val",
+                 images: str | os.PathLike | None = None) -> DetectionDataset:
+    """A data YAML (YOLO layout) or a COCO instances JSON (``images``: its image folder)."""
+    p = Path(data)
+    if not p.is_file():
+        raise UserError(f"data {p}: no such file; give a data YAML or a COCO instances JSON",
+                        arg="data")
+    if p.suffix.lower() == ".json":
+        return load_coco(p, images)
+    if p.suffix.lower() in (".yaml", ".yml"):
+        return load_yolo(p, split)
+    raise UserError(f"data {p}: expected a .yaml data file or a COCO .json", arg="data")

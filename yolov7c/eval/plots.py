@@ -1,0 +1,64 @@
+"""Evaluation plots (matplotlib, Agg): the PR curve at IoU 0.5 and the confusion matrix."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..io_util import atomic_path
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_pr_curve(pr: dict, names: Sequence[str], per_class: list[dict],
+                  path: str | os.PathLike) -> None:
+    """Interpolated precision vs recall per class (thin) and their mean (bold), IoU 0.5."""
+    plt = _plt()
+    r = np.asarray(pr["recall"])
+    p = np.asarray(pr["precision"])            # (K, R)
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=110)
+    few = len(names) <= 20
+    for k, row in enumerate(p):
+        label = f"{names[k]} {per_class[k]['map50']:.3f}" if few else None
+        ax.plot(r, row, lw=1, alpha=0.7 if few else 0.3, label=label)
+    mean50 = float(np.mean([c["map50"] for c in per_class])) if per_class else 0.0
+    ax.plot(r, p.mean(0), lw=3, color="navy", label=f"all classes {mean50:.3f} mAP@0.5")
+    ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01),
+           title="Precision–recall at IoU 0.5 (pycocotools, interpolated)")
+    ax.legend(loc="lower left", fontsize=7)
+    ax.grid(alpha=0.3)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_confusion(m: np.ndarray, names: Sequence[str], path: str | os.PathLike,
+                   conf: float, iou: float) -> None:
+    """Column-normalized confusion matrix (each true class sums to 1), background last."""
+    plt = _plt()
+    col = m.sum(0, keepdims=True)
+    norm = m / np.maximum(col, 1)
+    labels = list(names) + ["background"]
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(max(5, 0.35 * n + 3), max(4, 0.35 * n + 2)), dpi=110)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels, fontsize=7)
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(xlabel="True", ylabel="Predicted",
+           title=f"Confusion matrix (conf > {conf}, IoU > {iou})")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    plt.close(fig)
