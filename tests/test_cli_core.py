@@ -108,6 +108,11 @@ BAD_VALUES = [
      r"positive number"),
     (["e2e", "--out", "FILE"], r"--out FILE: is a file; give a folder"),
     (["report", "no-such.ckpt"], r"no-such.ckpt: no such file"),
+    (["passes", "yolov7-tiny", "--out", "FILE/d.ckpt"], r"--out FILE/d.ckpt: FILE is a file"),
+    (["bench", "yolov7-tiny", "--out", "FILE/b.json"], r"--out FILE/b.json: FILE is a file"),
+    (["import-official", "x.pt", "--out", "FILE/x.ckpt"], r"--out FILE/x.ckpt: FILE is a "),
+    (["tune", "yolov7-tiny", "--db", "FILE"], r"--db FILE: is a file; give a folder"),
+    (["export", "yolov7-tiny", "--out", "."], r"--out \.: is a folder"),
 ]
 
 
@@ -156,7 +161,12 @@ def test_json_stdout_is_one_object_and_third_party_logs_stay_off(tmp_path: Path)
     to the log file, not the terminal (route: YOLOV7C_LOG)."""
     log = tmp_path / "third-party.log"
     env_log = {"YOLOV7C_LOG": str(log)}
-    r = cli_env(env_log, "export", "yolov7-tiny", "--img", "64", "--out",
+    dsl = tmp_path / "small.py"  # a small model from the DSL keeps the process short
+    dsl.write_text("from yolov7c.ir.dsl import Builder\nb = Builder('small')\n"
+                   "x = b.conv(b.conv(b.input, 8, 3, 2), 16, 3, 2)\n"
+                   "b.detect([b.conv(x, 16, 3, 2)], nc=2, anchors=[[10, 13, 16, 30]])\n"
+                   "graph = b.build()\n")
+    r = cli_env(env_log, "export", str(dsl), "--img", "64", "--out",
                 str(tmp_path / "t.onnx"), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     obj = json.loads(r.stdout)  # raises if anything else is on stdout
@@ -171,3 +181,25 @@ def cli_env(extra: dict[str, str], *args: str, cwd: Path) -> subprocess.Complete
         **extra)
     return subprocess.run([sys.executable, "-m", "yolov7c", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=600, env=env)
+
+
+def test_routing_keeps_c_level_writes_off_stdout(tmp_path: Path) -> None:
+    """What TVM does from C++ (writes to fd 1/2) and a third-party Python warning go to the
+    log file; stdout carries the JSON alone, stderr our progress alone."""
+    code = ("import logging, os, warnings\n"
+            "from yolov7c.cli import emit_json, routed_output\n"
+            "with routed_output('x', True, False):\n"
+            "    os.write(1, b'C-level stdout noise\\n'); os.write(2, b'C-level stderr noise\\n')\n"
+            "    print('a stray print'); warnings.warn('third-party FutureWarning')\n"
+            "    logging.getLogger('tvm').warning('tvm says hi')\n"
+            "    logging.getLogger('yolov7c.x').info('[1/1] our progress')\n"
+            "    emit_json({'a': 1})\n")
+    log = tmp_path / "x.log"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, YOLOV7C_LOG=str(log)))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"a": 1}
+    assert r.stderr.splitlines() == ["a stray print", "[1/1] our progress"]
+    text = log.read_text()
+    for noise in ("C-level stdout noise", "C-level stderr noise", "FutureWarning", "tvm says"):
+        assert noise in text

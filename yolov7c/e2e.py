@@ -171,6 +171,9 @@ def run_e2e(model: Any = "yolov7-tiny", img: int = 320, nc: int | None = None,
     from .api.models import model_name
     out = output_dir(out_dir, "out")
     out.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, str) and not Path(model).is_file():
+        from .api.models import graph_of
+        graph_of(model, nc=nc)  # an unknown name fails before the first stage
     ctx = Context(model, img, nc, out, seed, with_tvm)
     todo = [s for s in (STAGES if stages is None else stages)]
     summary: dict[str, Any] = {"model": model_name(model), "img": img, "steps": {}}

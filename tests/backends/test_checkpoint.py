@@ -1,5 +1,6 @@
 """Our checkpoints: architecture + weights, weights_only-loadable, atomic, round-trip exact
-for training models and deploy modules; the IR spec round-trips for every zoo model."""
+for training models and deploy modules; the IR spec round-trips for every zoo model.
+(Hostile and malformed files: tests/hardening/test_checkpoint_hostile.py.)"""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 import yolov7c
+from yolov7c.backends.torch import checkpoint as ck
+from yolov7c.backends.torch.init_weights import randomize_weights
 from yolov7c.ir.serialize import graph_from_dict, graph_to_dict
-from yolov7c.passes import example_input, randomize
+from yolov7c.passes import example_input
 
 
 @pytest.mark.parametrize("name", yolov7c.zoo.list())
@@ -23,7 +26,7 @@ def test_graph_spec_round_trip(name: str) -> None:
 def test_save_load_training_and_deploy(tmp_path: Path) -> None:
     model = yolov7c.build("yolov7-tiny", nc=5)
     x = example_input(model, 128)
-    randomize(model, x)
+    randomize_weights(model, x)
     deployed = yolov7c.deploy(model)
     yolov7c.save(model, tmp_path / "run.ckpt")
     yolov7c.save(deployed, tmp_path / "deploy.ckpt")
@@ -36,6 +39,9 @@ def test_save_load_training_and_deploy(tmp_path: Path) -> None:
         torch.testing.assert_close(a(x)[0], model.eval()(x)[0], rtol=0, atol=0)
         torch.testing.assert_close(b(x)[0], deployed(x)[0], rtol=0, atol=0)
     assert sum(p.numel() for p in b.parameters()) == sum(p.numel() for p in deployed.parameters())
+    r = ck.read(tmp_path / "deploy.ckpt")   # what the API's load composes from
+    assert r["pipeline"] == list(yolov7c.passes.PIPELINES["deploy"]) and r["extra"] == {}
+    assert r["graph"].nodes == model.graph.nodes
 
 
 def test_save_refuses_foreign_modules(tmp_path: Path) -> None:

@@ -8,14 +8,14 @@ import onnx
 import pytest
 import torch
 
+from yolov7c.backends import common as cx
 from yolov7c.backends import onnx as bx
 from yolov7c.errors import UserError
 
 
-
 def _torch_outputs(model, x, raw=True) -> list[np.ndarray]:
     with torch.no_grad():
-        return [t.numpy() for t in bx.Outputs(model, raw=raw)(x)]
+        return [t.numpy() for t in cx.Outputs(model, raw=raw)(x)]
 
 
 @pytest.mark.parametrize("kind", ["p5", "p6"])
@@ -25,14 +25,14 @@ def test_onnx_matches_torch(tmp_path, kind, bk):
     proto = onnx.load(path)
     assert proto.opset_import[0].version >= 17
     onnx.checker.check_model(proto, full_check=True)
-    x = bx.example_input(model, 128, seed=1)
+    x = cx.example_input(model, 128, seed=1)
     bk.assert_close(_torch_outputs(model, x), bx.run_onnx(path, x), f"ort-{kind}")
 
 
 def test_onnx_dynamic_batch(tmp_path, tiny_p5, bk):
     path = bx.export_onnx(tiny_p5, 128, tmp_path / "d.onnx", dynamic_batch=True)
     for b in (1, 3):
-        x = bx.example_input(tiny_p5, 128, batch=b, seed=b)
+        x = cx.example_input(tiny_p5, 128, batch=b, seed=b)
         got = bx.run_onnx(path, x)
         assert got[0].shape[0] == b
         bk.assert_close(_torch_outputs(tiny_p5, x, raw=False), got, f"ort-batch{b}")
@@ -71,7 +71,7 @@ def test_onnx_nms_in_graph(tmp_path, tiny_p5):
                           score_thr=0.3, iou_thr=0.45)
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert "NonMaxSuppression" in ops
-    x = bx.example_input(tiny_p5, 128, batch=2, seed=3)
+    x = cx.example_input(tiny_p5, 128, batch=2, seed=3)
     det = bx.run_onnx(path, x)[0]
     assert det.ndim == 2 and det.shape[1] == 7 and len(det) > 0
     dec = _torch_outputs(tiny_p5, x, raw=False)[0]
@@ -84,7 +84,7 @@ def test_onnx_nms_in_graph(tmp_path, tiny_p5):
 
 def test_onnx_bad_img_size(tmp_path, tiny_p5):
     out = tmp_path / "bad.onnx"
-    with pytest.raises(UserError, match="multiple of the model's max stride 32"):
+    with pytest.raises(UserError, match="multiple of the model.s max stride 32"):
         bx.export_onnx(tiny_p5, 100, out)
     assert not out.exists() and os.listdir(tmp_path) == []
 
@@ -103,5 +103,46 @@ def test_onnx_zoo(tmp_path, zoo_name, bk):
     model = bk.deploy_model(zoo_name)
     img = 128  # small: P5 levels 16x16..4x4, P6 levels 16x16..2x2
     path = bx.export_onnx(model, img, tmp_path / "z.onnx", raw_outputs=True)
-    x = bx.example_input(model, img, seed=2)
+    x = cx.example_input(model, img, seed=2)
     bk.assert_close(_torch_outputs(model, x), bx.run_onnx(path, x), f"ort-{zoo_name}")
+
+
+def test_onnx_nms_static_batch_matches_reference(tmp_path, tiny_p5):
+    """NMS appended to a static-batch export, a low threshold (many candidates) and a small
+    max_det: the per-class cap and the box decode agree with the numpy reference."""
+    path = bx.export_onnx(tiny_p5, 128, tmp_path / "s.onnx", nms=True, score_thr=0.05,
+                          iou_thr=0.6, max_det=3)
+    x = cx.example_input(tiny_p5, 128, seed=4)
+    det = bx.run_onnx(path, x)[0]
+    want = _numpy_nms(_torch_outputs(tiny_p5, x, raw=False)[0], 0.6, 0.05, 3)
+    got = {(int(d[0]), int(d[6]), round(float(d[1]), 2), round(float(d[2]), 2)) for d in det}
+    print(f"nms static: {len(got)} detections, reference {len(want)}")
+    assert got == want and len(got) > 0
+    assert [o.name for o in onnx.load(path).graph.output] == ["detections"]
+
+
+@pytest.mark.parametrize("kw,arg,match", [
+    (dict(nms=True, iou_thr=2), "iou_thr", r"iou_thr 2: must be a number in \[0, 1\]"),
+    (dict(nms=True, iou_thr=float("nan")), "iou_thr", r"iou_thr nan"),
+    (dict(nms=True, score_thr=-1), "score_thr", r"score_thr -1: must be a number in \[0, 1\]"),
+    (dict(nms=True, max_det=0), "max_det", r"max_det 0: must be an integer >= 1"),
+    (dict(nms=True, max_det=-1), "max_det", r"max_det -1"),
+    (dict(nms=True, max_det=2.5), "max_det", r"max_det 2.5"),
+    (dict(opset=99), "opset", r"opset 99: the exporter writes opsets 17 to \d+; use 17"),
+    (dict(opset=16), "opset", r"opset 16"),
+    (dict(nms=True, raw_outputs=True), "nms", r"nms with raw_outputs"),
+])
+def test_onnx_bad_arguments_name_the_argument(tmp_path, tiny_p5, kw, arg, match):
+    with pytest.raises(UserError, match=match) as e:
+        bx.export_onnx(tiny_p5, 128, tmp_path / "bad.onnx", **kw)
+    assert e.value.arg == arg and "--" not in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("img,hint", [(-5, "use 32 or 64"), (0, "use 32 or 64"),
+                                      (300, "use 288 or 320"), (16, "use 32 or 64")])
+def test_img_hints_are_valid_sizes(tiny_p5, img, hint):
+    with pytest.raises(UserError, match=f"img {img}: must be a positive multiple of the "
+                                        f"model's max stride 32; {hint}") as e:
+        cx.check_img_size(tiny_p5, img)
+    assert e.value.arg == "img"

@@ -11,7 +11,7 @@ import torch
 
 tvm = pytest.importorskip("tvm")
 
-from yolov7c.backends import onnx as bx  # noqa: E402
+from yolov7c.backends import common as bx  # noqa: E402
 from yolov7c.backends import tvm as btvm  # noqa: E402
 from yolov7c.errors import UserError  # noqa: E402
 

@@ -13,7 +13,7 @@ import torch
 
 tvm = pytest.importorskip("tvm")
 
-from yolov7c.backends import onnx as bx  # noqa: E402
+from yolov7c.backends import common as bx  # noqa: E402
 from yolov7c.backends import tvm as btvm  # noqa: E402
 from yolov7c.backends.tvm import tuning  # noqa: E402
 from yolov7c.errors import UserError  # noqa: E402
@@ -63,7 +63,10 @@ def test_db_for_other_target_is_refused(tmp_path, tiny_p5):
     db = tmp_path / "db"
     db.mkdir()
     (db / tuning.META).write_text('{"target": "{\\"kind\\":\\"llvm\\",\\"mcpu\\":\\"x\\"}"}')
-    with pytest.raises(UserError, match="separate --db per target"):
+    with pytest.raises(UserError, match="tuned for x, this CPU is .*: re-tune"):
+        btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=OPS, progress=False)
+    (db / tuning.META).write_text('{"target": "{\\"kind\\":\\"cuda\\",\\"arch\\":\\"sm_90\\"}"}')
+    with pytest.raises(UserError, match="separate db_dir per target"):
         btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=OPS, progress=False)
 
 

@@ -146,3 +146,24 @@ def test_failed_val_leaves_no_run_folder(synth_small, tmp_path):
     with pytest.raises(UserError, match="model predicts 5 classes but the data has 3"):
         val("yolov7-tiny", synth_small, nc=5, img=64, out=tmp_path / "runs", progress=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_torch_predictor_keeps_train_flag_and_rect_batches(tmp_path):
+    """A live training model evaluates in eval mode and is handed back in training mode;
+    non-square images go through rectangular batches end to end."""
+    from PIL import Image
+
+    import yolov7c
+    from yolov7c.eval import TorchPredictor, evaluate
+    m = yolov7c.build("yolov7-tiny", nc=2).train()
+    out = TorchPredictor(m)(torch.rand(1, 3, 64, 96))
+    assert out.shape == (1, 3 * (8 * 12 + 4 * 6 + 2 * 3), 7) and m.training
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    for i, (w, h) in enumerate([(96, 48), (100, 60), (40, 90)]):
+        Image.new("RGB", (w, h), (30 * i, 90, 160)).save(tmp_path / "images" / f"{i}.png")
+        (tmp_path / "labels" / f"{i}.txt").write_text(f"{i % 2} 0.5 0.5 0.4 0.3\n")
+    (tmp_path / "d.yaml").write_text("val: images\nnames: [a, b]\n")
+    res = evaluate(TorchPredictor(m), load_dataset(tmp_path / "d.yaml"), img=96, batch_size=2,
+                   progress=False)
+    assert res["rect"] and res["images"] == 3 and len(res["stats"]) == 12 and m.training

@@ -74,6 +74,10 @@ def test_heavy_overlap_many_classes():
     _check(_random(400, 5, 0, spread=30), conf=0.1, iou=0.45)
 
 
+def test_eighty_classes_multi_label():
+    _check(_random(150, 80, 9, spread=50), conf=0.2, iou=0.5, multi_label=True, max_det=100)
+
+
 def test_multi_label_eval_settings():
     _check(_random(300, 4, 1), conf=0.001, iou=0.65, multi_label=True)
 

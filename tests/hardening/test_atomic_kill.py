@@ -103,3 +103,24 @@ def test_bad_destinations_are_one_line_errors(tmp_path):
     assert e.value.arg == "path"
     with pytest.raises(UserError, match=r"is a folder; give a file name"):
         write_text_atomic(tmp_path, "x")
+
+
+def test_writes_from_threads(tmp_path):
+    """signal handlers can only be installed from the main thread: writers in other threads
+    still work (their temp files are cleaned on exceptions and by the sweep)."""
+    import threading
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(5):
+                write_json_atomic(tmp_path / f"t{i}.json", {"i": i, "j": j})
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(p.name for p in tmp_path.iterdir()) == \
+        [f"t{i}.json" for i in range(4)]

@@ -51,7 +51,7 @@ def _paths(v: Any, p: tuple = ()) -> list[tuple]:
     return out
 
 
-def _mutate(data, value: Any, draws: int = 3) -> Any:
+def _mutate(data, value: Any, draws: int = 3, junk: Any = JUNK) -> Any:
     """Replace, delete or duplicate up to ``draws`` entries of the nested ``value``."""
     value = copy.deepcopy(value)
     for _ in range(data.draw(st.integers(1, draws))):
@@ -64,7 +64,7 @@ def _mutate(data, value: Any, draws: int = 3) -> Any:
             parent = parent[k]
         action = data.draw(st.sampled_from(["replace", "replace", "delete", "dup"]))
         if action == "replace":
-            parent[p[-1]] = data.draw(JUNK)
+            parent[p[-1]] = data.draw(junk)
         elif action == "delete":
             del parent[p[-1]]
         elif isinstance(parent, list):
@@ -207,7 +207,8 @@ def test_fuzz_official_pickles(official_tree, write_official, tmp_path):
         else:
             desc = copy.deepcopy(official_tree)
             if kind == "cfg":
-                desc["state"]["yaml"] = _mutate(data, desc["state"]["yaml"], 2)
+                desc["state"]["yaml"] = _mutate(data, desc["state"]["yaml"], 2,
+                                                st.one_of(JUNK, TENSORS))
             else:
                 rec = data.draw(st.sampled_from(records(desc, [])))
                 st_ = rec["state"]
@@ -219,7 +220,7 @@ def test_fuzz_official_pickles(official_tree, write_official, tmp_path):
                     key = data.draw(st.sampled_from(
                         ["nc", "_parameters", "_buffers", "_modules", "yaml",
                          "_non_persistent_buffers_set"]))
-                    st_[key] = data.draw(JUNK)
+                    st_[key] = data.draw(st.one_of(JUNK, TENSORS))
             write_official(desc, p)
         try:
             import_official(p)

@@ -185,3 +185,35 @@ def test_garbage_and_truncated_archives(tmp_path, official_tree, write_official)
         with pytest.raises(UserError) as e:
             import_official(tmp_path / name)
         assert "\n" not in str(e.value)
+
+
+def test_entry_lying_about_its_size_is_not_inflated(tmp_path, official_tree, write_official):
+    """A deflated storage whose central-directory size says 8 bytes but inflates to 64 MB:
+    reading stops at the declared size (the limits were checked against it)."""
+    import struct
+    import tracemalloc
+    ok = write_official(official_tree, tmp_path / "ok.pt")
+
+    def edit(name, data):
+        return (bytes(64 << 20), zipfile.ZIP_DEFLATED) if name.endswith("/data/0") else \
+            (data, zipfile.ZIP_STORED)
+    bomb = bytearray(_rezip(ok, tmp_path / "lie.pt", edit).read_bytes())
+    name = next(n for n in zipfile.ZipFile(tmp_path / "lie.pt").namelist()
+                if n.endswith("/data/0")).encode()
+    i = 0
+    while True:                        # the central-directory record of that entry
+        i = bomb.index(b"PK\x01\x02", i + 1)
+        n = struct.unpack_from("<H", bomb, i + 28)[0]
+        if bytes(bomb[i + 46:i + 46 + n]) == name:
+            struct.pack_into("<I", bomb, i + 24, 8)   # uncompressed size := 8
+            break
+    lie = tmp_path / "lie.pt"
+    lie.write_bytes(bytes(bomb))
+    tracemalloc.start()
+    try:
+        _refused(lie, r"Bad CRC-32 for file '.*/data/0'|inflates to more than its declared 8")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"lying entry: peak traced memory {peak / 2**20:.1f} MB for a 64 MB payload")
+    assert peak < 16 << 20

@@ -22,7 +22,8 @@ def test_passes_deploy_verify_json(capsys: pytest.CaptureFixture, tmp_path: Path
                    "--nc", "3", "--out", str(out))
     assert set(obj) >= {"model", "pipeline", "img", "params_before", "params", "passes",
                         "max_rel_err"}
-    assert obj["pipeline"] == ["prune-aux", "fold-implicit", "fuse-repconv", "fold-bn", "dce"]
+    from yolov7c.passes import PIPELINES
+    assert obj["pipeline"] == list(PIPELINES["deploy"])
     assert [p["name"] for p in obj["passes"]] == obj["pipeline"]
     assert all(set(p) >= {"name", "modified", "params_before", "params_after", "max_abs_err",
                           "max_rel_err"} for p in obj["passes"])
@@ -44,6 +45,23 @@ def test_passes_bad_input_exits_2(capsys: pytest.CaptureFixture) -> None:
     assert main(["passes", "yolov7-tiny", "--pipeline", "fold-bnn"]) == 2
     assert "unknown pass 'fold-bnn'" in capsys.readouterr().err
     assert main(["passes", "no-such-model"]) == 2
+
+
+def test_passes_and_export_see_the_same_weights(capsys: pytest.CaptureFixture,
+                                                tmp_path: Path) -> None:
+    """`passes X --out` and the API's resolve(X) (what export, compile, bench use) give the
+    same network: one weights rule (passes used to randomize, export did not)."""
+    import torch
+
+    import yolov7c
+    out = tmp_path / "p.ckpt"
+    run_json(capsys, "passes", "yolov7-tiny", "--pipeline", "fold-implicit", "--out", str(out))
+    from_passes = yolov7c.load(out)
+    ref = yolov7c.resolve("yolov7-tiny")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = from_passes(x)[0], ref(x)[0]
+    assert float((a - b).abs().max() / b.abs().max()) <= 1e-5
 
 
 def test_import_official_json(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

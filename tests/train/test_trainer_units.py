@@ -15,6 +15,15 @@ from yolov7c.train.ema import ModelEMA, ema_decay
 from yolov7c.train.optim import (Schedule, accumulate_steps, build_optimizer, one_cycle,
                                  param_groups, scaled_weight_decay)
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a busy 2-core machine two spinning OpenMP threads run ~10× slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 HYP = {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937, "weight_decay": 0.0005,
        "warmup_epochs": 3.0, "warmup_momentum": 0.8, "warmup_bias_lr": 0.1}
 
@@ -82,7 +91,8 @@ def test_three_param_groups(tiny: nn.Module) -> None:
     assert len(grouped) == len(set(grouped)) == len(every)
 
     opt = build_optimizer(tiny, HYP, total_batch=24)
-    assert [pg["weight_decay"] for pg in opt.param_groups] == [0, pytest.approx(0.0005 * 72 / 64), 0]
+    decays = [pg["weight_decay"] for pg in opt.param_groups]
+    assert decays == [0, pytest.approx(0.0005 * 72 / 64), 0]
     assert all(pg["nesterov"] and pg["momentum"] == 0.937 for pg in opt.param_groups)
 
 
@@ -124,7 +134,8 @@ def test_transfer_reinitialises_head_on_new_nc(tiny: nn.Module) -> None:
     sd_src, sd_dst = tiny.state_dict(), target.state_dict()
     # exactly the tensors whose width is na × (5 + nc) differ: the detection convs and
     # IDetect's multiplicative implicit vectors
-    assert sorted(rep.reinitialised) == sorted(k for k in sd_dst if sd_src[k].shape != sd_dst[k].shape)
+    differ = sorted(k for k in sd_dst if sd_src[k].shape != sd_dst[k].shape)
+    assert sorted(rep.reinitialised) == differ
     assert all(k.startswith("model.77.") for k in rep.reinitialised)
     assert len(rep.reinitialised) == 9  # 3 levels × (m weight, m bias, im implicit)
     assert all(torch.equal(sd_src[k], sd_dst[k]) for k in rep.transferred)

@@ -48,9 +48,14 @@ def default_img(model: nn.Module) -> int:
 def check_img(model: nn.Module, img: Any, arg: str = "img") -> int:
     """``img`` must be a positive integer multiple of the model's largest stride; the hint
     names the two nearest valid sizes."""
+    return check_stride(img, max_stride(model), arg)
+
+
+def check_stride(img: Any, stride: int, arg: str = "img") -> int:
+    """``check_img`` for a known largest stride (before any model is built)."""
     if isinstance(img, bool) or not isinstance(img, int):
         raise UserError(f"{arg} {img!r}: expected an integer image size", arg=arg)
-    s = max_stride(model)
+    s = int(stride)
     if img > 0 and img % s == 0:
         return img
     lo = max(s, img // s * s)

@@ -28,7 +28,7 @@ def _module(source: Any, nc: int | None, seed: int, deploy: bool,
             img: int | None) -> tuple[nn.Module, int]:
     """The resolved model (deploy form unless told not to) and its checked image size: the
     size is checked before the deploy pipeline runs."""
-    model = resolve(source, nc=nc, seed=seed)
+    model = resolve(source, nc=nc, seed=seed, img=img)
     img = image_size(model, img)
     return (deploy_model(model, seed=seed) if deploy else model), img
 
@@ -92,17 +92,14 @@ def compile(source: Any, out: str | os.PathLike, *, target: str = "llvm",  # noq
 def _compile_onnx_file(path: Path, out: Path, *, target: str, img: int | None,
                        db: str | os.PathLike | None, arch: str | None, mcpu: str | None,
                        nvcc: bool | None) -> dict[str, Any]:
-    """An ONNX file goes to the TVM backend's ONNX route (``backends.tvm.compile_onnx``)."""
+    """An ONNX file goes to TVM's ONNX frontend (the file's input shape; ``img`` fills a
+    dynamic height/width)."""
     from ..backends import tvm as btvm
     if not path.is_file():
         raise UserError(f"{path}: no such ONNX file")
-    fn = getattr(btvm, "compile_onnx", None)
-    if fn is None:
-        raise UserError(f"{path}: this TVM backend cannot compile .onnx files yet; compile the "
-                        f"model source (zoo name, checkpoint) instead")
     if img is not None:
         positive_int(img, "img")
-    meta = fn(path, target, out, img=img, db_dir=db, arch=arch, mcpu=mcpu, nvcc=nvcc,
+    meta = btvm.compile_onnx(path, target, out, img=img, db_dir=db, arch=arch, mcpu=mcpu, nvcc=nvcc,
               verbose=False)
     return {"model": path.name, **asdict(meta)}
 
@@ -155,7 +152,7 @@ def bench(source: Any = "yolov7-tiny", *, img: int | None = None, nc: int | None
             b.read_json(out)  # refuse a foreign file before the long run, not after
     from ..backends.tvm.targets import physical_cores
     threads = threads or physical_cores()
-    train = resolve(source, nc=nc, seed=seed)
+    train = resolve(source, nc=nc, seed=seed, img=img)
     img = image_size(train, img)
     # the deploy model carries the same weights: derived from ``train``, never rebuilt
     dep = deploy_model(train, seed=seed) if deploy else train

@@ -30,7 +30,7 @@ from ..backends.torch.init_weights import randomize_weights
 from ..backends.torch.lower import lower
 from ..errors import UserError
 from ..ir.graph import Graph
-from .args import check_nc
+from .args import check_img, check_nc, check_stride
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -49,17 +49,25 @@ def resolve(source: Any, *, nc: int | None = None, seed: int = 0,
         check_nc(nc)
     if isinstance(source, nn.Module):
         model = source
-    elif isinstance(source, Graph):
-        model = random_model(with_nc(source, nc), seed)
-    elif isinstance(source, (str, os.PathLike)):
-        model = _from_path_or_name(source, nc, seed)
+    elif _is_weights_file(source):
+        model = load_any_checkpoint(Path(os.fspath(source)))
+        _check_nc_agrees(model, nc, Path(os.fspath(source)))
     else:
-        raise UserError(f"source {source!r:.80}: expected a zoo name, a file path, a Graph or "
-                        f"an nn.Module")
+        graph = graph_of(source, nc=nc)
+        if img is not None:  # before the weights are made: a bad size fails fast
+            check_stride(img, graph.max_stride)
+        model = random_model(graph, seed)
     if img is not None:
-        from .args import check_img
         check_img(model, img)
     return model.eval()
+
+
+def _is_weights_file(source: Any) -> bool:
+    """A file that holds weights (ours or official), as opposed to a cfg or DSL file."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    p = Path(os.fspath(source))
+    return p.suffix.lower() not in (*YAML_SUFFIXES, ".py") and p.is_file()
 
 
 def deploy(source: Any, *, nc: int | None = None, seed: int = 0, img: int | None = None,
@@ -82,7 +90,7 @@ def is_deployed(model: nn.Module) -> bool:
     """True for a module the deploy pipeline produced (or a checkpoint of one)."""
     meta = getattr(model, "meta", None)
     if isinstance(meta, dict) and "yolov7c" in meta:
-        return list(meta["yolov7c"].get("pipeline", [])) == _deploy_steps()
+        return set(_deploy_steps()) <= set(meta["yolov7c"].get("pipeline", []))
     return False
 
 
@@ -113,15 +121,6 @@ def random_model(graph: Graph, seed: int = 0) -> nn.Module:
     x = torch.rand(2, graph.in_channels, 4 * s, 4 * s, generator=g)
     return randomize_weights(model, x, seed).eval()
 
-
-
-def _from_path_or_name(source: str | os.PathLike, nc: int | None, seed: int) -> nn.Module:
-    p = Path(os.fspath(source))
-    if p.suffix.lower() not in (*YAML_SUFFIXES, ".py") and p.is_file():
-        model = load_any_checkpoint(p)
-        _check_nc_agrees(model, nc, p)
-        return model
-    return random_model(graph_of(source, nc=nc), seed)
 
 
 def _check_nc_agrees(model: nn.Module, nc: int | None, path: Path) -> None:
@@ -192,7 +191,7 @@ def graph_of(source: Any, *, nc: int | None = None) -> Graph:
         if is_our_checkpoint(p) or not zipfile.is_zipfile(p):
             ck = ckpt_io.read(p)
             g = ck["graph"]
-            g = _deploy_form(g) if list(ck["pipeline"]) == _deploy_steps() else g
+            g = _deploy_form(g) if set(_deploy_steps()) <= set(ck["pipeline"]) else g
         else:
             from ..backends.torch.official import import_official
             g = import_official(p).graph

@@ -42,7 +42,8 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
           out: str | os.PathLike = "runs/train", name: str = "exp", workers: int = 2,
           amp: bool | None = None, compile: bool = False, clip: float | None = None,
           sync_bn: bool = True, val_batch: int | None = None,
-          min_warmup_iters: int = 1000, nominal_batch: int = 64) -> dict[str, Any]:
+          min_warmup_iters: int = 1000, nominal_batch: int = 64,
+          time_limit: float | None = None) -> dict[str, Any]:
     """Train ``source`` on ``data`` (a data YAML); returns the run summary (run folder, best
     and last checkpoints, best mAP@0.5 and mAP@0.5:0.95, first/last epoch loss).
 
@@ -51,7 +52,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     many classes; ``resume`` a run folder (or its last.ckpt) to continue exactly where it
     stopped. ``min_warmup_iters`` (1000) and ``nominal_batch`` (64: images per optimizer
     step, by gradient accumulation) are the official values; tiny datasets and tests lower
-    them."""
+    them. ``time_limit`` (seconds) stops after the epoch that would overrun it."""
     e = ddp.env()
     if resume is not None:
         return _resume(resume, device=device, workers=workers)
@@ -78,7 +79,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
                         seed=seed, workers=workers, device=device, amp=amp, compile=compile,
                         clip=clip, sync_bn=sync_bn, min_warmup_iters=min_warmup_iters,
                         nominal_batch=positive_int(nominal_batch, "nominal_batch"),
-                        val_batch=val_batch, source=model_name(source))
+                        val_batch=val_batch, time_limit=time_limit, source=model_name(source))
     run_dir = _run_dir(out, name, e)
     if e.main:
         write_text_atomic(run_dir / "hyp.yaml", yaml.safe_dump(hyp_d, sort_keys=False))

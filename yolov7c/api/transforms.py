@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from ..ir.graph import Graph
-from .args import check_img, output_path, positive_float, positive_int
+from .args import output_path, positive_float, positive_int
 from .models import graph_of, model_name, resolve, save
 
 
@@ -28,11 +28,12 @@ def _check_finite(model: nn.Module, where: str) -> None:
 def passes(source: Any, pipeline: str | list[str] = "deploy", *, img: int | None = None,
            verify: bool = False, rtol: float | None = None, seed: int = 0,
            nc: int | None = None, out: str | os.PathLike | None = None,
-           print_after: Callable[[str, Any], None] | None = None) -> Any:
+           print_after: bool = False) -> Any:
     """Run a named pipeline or a list of passes on ``source`` (verified after every pass
     with ``verify``); with ``out``, write the result as our checkpoint. Returns the
     pipeline result (``.module``, ``.records``, ``.as_dict(name)``); a pass that breaks
-    equivalence raises ``passes.PassError``.
+    equivalence raises ``passes.PassError``. ``print_after`` logs each pass's module code
+    (logger ``yolov7c.passes``, INFO).
 
     ``img`` is the verification image side (default 4 × the largest stride: verification
     needs a real image, not the deployment size)."""
@@ -40,9 +41,7 @@ def passes(source: Any, pipeline: str | list[str] = "deploy", *, img: int | None
     rtol = DEFAULT_RTOL if rtol is None else positive_float(rtol, "rtol")
     resolve_pipeline(pipeline)  # an unknown pass fails before the model is built
     dest = output_path(out) if out is not None else None
-    model = resolve(source, nc=nc, seed=seed)
-    if img is not None:
-        check_img(model, img)
+    model = resolve(source, nc=nc, seed=seed, img=img)
     _check_finite(model, model_name(source))
     result = run_passes(model, pipeline, verify=verify, img=img, seed=seed, rtol=rtol,
                         print_after=print_after)

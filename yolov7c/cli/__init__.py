@@ -219,8 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"yolov7c {args.command}: interrupted", file=sys.stderr)
             return 130
-        except BrokenPipeError:
-            return 0
+        except OSError as e:  # a path the user gave that cannot be read or written
+            if isinstance(e, BrokenPipeError):
+                return 0
+            where = f" {e.filename}" if e.filename else ""
+            print(f"yolov7c {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -105,7 +105,10 @@ def cmd_val(args: argparse.Namespace) -> int:
     print(f"{'class':<16} {'labels':>7} {'mAP@.5':>8} {'mAP@.5:.95':>11}")
     print(f"{'all':<16} {res['labels']:>7} {res['map50']:>8.4f} {res['map']:>11.4f}")
     for c in res["per_class"]:
-        print(f"{c['name'][:16]:<16} {c['labels']:>7} {c['map50']:>8.4f} {c['map']:>11.4f}")
+        if c["map"] is None:
+            print(f"{c['name'][:16]:<16} {c['labels']:>7} {'-':>8} {'-':>11}")
+        else:
+            print(f"{c['name'][:16]:<16} {c['labels']:>7} {c['map50']:>8.4f} {c['map']:>11.4f}")
     sp = res["speed"]
     print(f"P {res['precision']:.4f}  R {res['recall']:.4f} (at conf {res['conf_at_best_f1']:.3f}"
           f")  {res['images']} images on {res['backend']} at {res['img']}"

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 from . import emit_json
 
@@ -38,22 +40,50 @@ def run_passes_cmd(args: argparse.Namespace) -> int:
     from ..api.models import model_name
     from ..api.transforms import passes
     from ..passes import PassError
-    out = sys.stderr if args.json else sys.stdout
-
-    def show(pass_name: str, gm: Any) -> None:
-        print(f"# ---- after {pass_name} ----\n{gm.code}", file=out)
-
     name = model_name(args.model)
     try:
-        result = passes(args.model, args.pipeline, img=args.img, verify=args.verify,
-                        rtol=args.rtol, seed=args.seed, nc=args.nc, out=args.out,
-                        print_after=show if args.print_after else None)
+        with _modules_shown(sys.stderr if args.json else sys.stdout, args.print_after):
+            result = passes(args.model, args.pipeline, img=args.img, verify=args.verify,
+                            rtol=args.rtol, seed=args.seed, nc=args.nc, out=args.out,
+                            print_after=args.print_after)
     except PassError as e:
         _report(e.result.as_dict(name) | {"failed": e.record.name}, args.json)
         print(f"yolov7c passes: {e}", file=sys.stderr)
         return 1
     _report(result.as_dict(name) | ({"out": args.out} if args.out else {}), args.json)
     return 0
+
+
+class _ModuleCode(logging.Filter):
+    """Keeps the pass manager's "module after <pass>" records, rendered as a code header."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("module after") or len(record.args or ()) != 2:
+            return False
+        name, code = record.args  # type: ignore[misc]
+        record.msg, record.args = f"# ---- after {name} ----\n{code}", None
+        return True
+
+
+@contextlib.contextmanager
+def _modules_shown(out: Any, on: bool) -> Iterator[None]:
+    """With --print-after: the module code after each pass on ``out`` (stderr with --json)."""
+    if not on:
+        yield
+        return
+    logger = logging.getLogger("yolov7c.passes")
+    handler = logging.StreamHandler(out)
+    handler.addFilter(_ModuleCode())
+    old = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old[0])
+        logger.propagate = old[1]
 
 
 def _fmt(v: float | None) -> str:

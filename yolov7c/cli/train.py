@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (or its "
                    "last.ckpt) exactly where it stopped")
     p.add_argument("--workers", type=int, default=2, help="data loading processes (2)")
-    p.add_argument("--project", dest="out", default="runs/train",
+    p.add_argument("--project", dest="out", default="runs/train", metavar="DIR",
                    help="parent folder of the run folders (runs/train)")
     p.add_argument("--name", default="exp", help="run folder name (exp, exp2, ...)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,

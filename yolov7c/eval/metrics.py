@@ -40,6 +40,12 @@ def coco_metrics(gt: dict, results: list[dict]) -> dict[str, Any]:
     if not results or not gt["annotations"]:
         out["per_class"] = [{"class": i, "category_id": c, "name": names[c], "map50": 0.0,
                              "map": 0.0, "labels": 0} for i, c in enumerate(cat_ids)]
+        for a in gt["annotations"]:
+            if not a.get("iscrowd", 0):
+                out["per_class"][cat_ids.index(a["category_id"])]["labels"] += 1
+        for c in out["per_class"]:
+            if not c["labels"]:
+                c["map"] = c["map50"] = None
         return out
     coco_gt = _coco(gt)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -58,11 +64,12 @@ def coco_metrics(gt: dict, results: list[dict]) -> dict[str, Any]:
         p_all, p50 = prec[:, :, k, 0, -1], prec[0, :, k, 0, -1]
         out["per_class"].append({
             "class": k, "category_id": int(c), "name": names[c], "labels": n_gt[c],
-            "map": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else 0.0,
-            "map50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else 0.0})
+            # None where the class has no labels: COCO leaves it out of the mean as well
+            "map": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else None,
+            "map50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else None})
+    p50 = prec[0, :, :, 0, -1].T                                   # (K, R); -1: no labels
     out["pr_curve"] = {"recall": ev.params.recThrs.tolist(),
-                       "precision": np.where(prec[0, :, :, 0, -1] > -1,
-                                             prec[0, :, :, 0, -1], 0.0).T.tolist()}
+                       "precision": [row.tolist() if (row > -1).any() else None for row in p50]}
     out.update(_best_f1(ev))
     return out
 

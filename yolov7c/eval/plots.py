@@ -21,14 +21,16 @@ def plot_pr_curve(pr: dict, names: Sequence[str], per_class: list[dict],
     """Interpolated precision vs recall per class (thin) and their mean (bold), IoU 0.5."""
     plt = _plt()
     r = np.asarray(pr["recall"])
-    p = np.asarray(pr["precision"])            # (K, R)
+    rows = [(k, np.asarray(p)) for k, p in enumerate(pr["precision"]) if p is not None]
     fig, ax = plt.subplots(figsize=(7, 5.5), dpi=110)
-    few = len(names) <= 20
-    for k, row in enumerate(p):
+    few = len(rows) <= 20
+    for k, row in rows:
         label = f"{names[k]} {per_class[k]['map50']:.3f}" if few else None
         ax.plot(r, row, lw=1, alpha=0.7 if few else 0.3, label=label)
-    mean50 = float(np.mean([c["map50"] for c in per_class])) if per_class else 0.0
-    ax.plot(r, p.mean(0), lw=3, color="navy", label=f"all classes {mean50:.3f} mAP@0.5")
+    if rows:   # classes without labels are left out, as COCO leaves them out of mAP
+        mean50 = float(np.mean([per_class[k]["map50"] for k, _ in rows]))
+        ax.plot(r, np.mean([row for _, row in rows], 0), lw=3, color="navy",
+                label=f"all classes {mean50:.3f} mAP@0.5")
     ax.set(xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01),
            title="Precision–recall at IoU 0.5 (pycocotools, interpolated)")
     ax.legend(loc="lower left", fontsize=7)

@@ -46,10 +46,12 @@ def _decoded(out) -> torch.Tensor:
 
 
 class TorchPredictor:
-    """A PyTorch module (training form in eval mode, or a deploy GraphModule)."""
+    """A PyTorch module (training form, run in eval mode, or a deploy GraphModule). The
+    module's train/eval flag is restored after each call, so a trainer can evaluate its live
+    model; inputs are cast to the module's dtype (fp16 models work)."""
 
     def __init__(self, module: nn.Module, device: str = "cpu", name: str = "torch") -> None:
-        self.module = module.to(device).eval()
+        self.module = module.to(device)
         self.device = device
         self.name = name
         self.fixed_shape: tuple[int, int] | None = None
@@ -59,8 +61,16 @@ class TorchPredictor:
         self.nc = int(head.nc) if head is not None else None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return _decoded(self.module(batch.to(self.device))).float().cpu()
+        p = next(self.module.parameters(), None)
+        dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+        was = self.module.training
+        self.module.eval()
+        try:
+            with torch.inference_mode():
+                out = self.module(batch.to(self.device, dtype))
+        finally:
+            self.module.train(was)
+        return _decoded(out).float().cpu()
 
 
 class OnnxPredictor:

@@ -1,7 +1,8 @@
 """The op catalog: every layer type of the official training and deploy cfgs, in one place.
 
-Each op knows, as pure functions of its attributes and input channels: output channels,
-spatial stride, parameter count and cost. The functions use only + - * / on their inputs, so
+Each op declares its attributes and their defaults once (``OpSpec.schema``; read them with
+``attr``/``complete``, never restate a default elsewhere), and knows, as pure functions of
+its attributes and input channels: output channels, spatial stride, parameter count and cost. The functions use only + - * / on their inputs, so
 they work unchanged on ints and on sympy expressions (closed-form scaling and reports).
 
 Cost is kept as separate counts (conv MACs, BatchNorm elements, conv-bias outputs,

@@ -61,6 +61,7 @@ from typing import Any, Mapping
 import sympy
 
 from ..errors import UserError
+from . import ops
 from .blocks import elan_taps
 from .graph import GRAPH_INPUT, BlockInfo, Graph, Node
 
@@ -271,8 +272,9 @@ def _emit_elan(em: _Emitter, e: Elan, p: Plan) -> None:
 def _tied(n: Node, ratio: Any, to_conv: bool, round_to: int | None) -> Node:
     attrs = dict(n.attrs, c=round_width(n.attrs["c"] * ratio, round_to))
     if to_conv and n.op == "RepConv":  # the released X models' plain 3×3 lead conv
-        attrs = {k: attrs[k] for k in ("c", "k", "s", "act", "g") if k in attrs}
-        attrs.setdefault("k", 3)
+        rep = ops.get("RepConv")  # the conv keeps the RepConv's kernel (its default is 3)
+        attrs = {k: attrs[k] for k in ("c", "s", "act", "g") if k in attrs}
+        attrs["k"] = rep.attr(n.attrs, "k")
         return n.replace(op="Conv", attrs=attrs)
     return n.replace(attrs=attrs)
 

@@ -39,6 +39,7 @@ MAX_ROWS = 10_000
 MAX_NODES = 200_000         # YAML values after alias expansion (official cfgs: ~2,000)
 MAX_DEPTH = 32              # nesting of YAML values (official cfgs: 4)
 MAX_FILE_BYTES = 4 << 20
+_PLAIN = (str, int, float, bool, type(None))
 _show = show  # a value from a file is never printed whole (an alias bomb once made a 226 MB
 #               error message)
 
@@ -240,6 +241,9 @@ def _check_size(value: Any, source: str) -> None:
             stack += [(x, depth + 1) for kv in v.items() for x in kv]
         elif isinstance(v, (list, tuple)):
             stack += [(x, depth + 1) for x in v]
+        elif not isinstance(v, _PLAIN):  # a cfg from a pickle could hold anything
+            raise UserError(f"{source}: a {type(v).__name__} value in the cfg; a cfg holds "
+                            f"only mappings, lists, strings and numbers")
 
 
 def _multiple(cfg: Mapping[str, Any], key: str, source: str) -> float:
@@ -251,17 +255,21 @@ def _multiple(cfg: Mapping[str, Any], key: str, source: str) -> float:
 
 def _meta(cfg: Mapping[str, Any], source: str) -> tuple[dict, dict, str | None]:
     """Our optional ``yolov7c`` key: node names/blocks/stages, block args, graph name."""
-    meta = cfg.get("yolov7c") or {}
+    meta = cfg.get("yolov7c")
+    meta = {} if meta is None else meta
     names, blocks, gname = {}, {}, None
     if isinstance(meta, Mapping):
         names = meta.get("nodes") or {}
         blocks = meta.get("blocks") or {}
         gname = meta.get("name")
+    def name(x: Any) -> bool:  # names reach messages and reports: short and printable
+        return isinstance(x, str) and len(x) <= 200 and x.isprintable()
+
     ok = (isinstance(meta, Mapping) and isinstance(names, Mapping) and isinstance(blocks, Mapping)
-          and (gname is None or isinstance(gname, str))
-          and all(isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values())
+          and (gname is None or name(gname))
+          and all(isinstance(v, Mapping) and all(name(x) for x in v.values())
                   for v in names.values())
-          and all(isinstance(k, str) and isinstance(v, Mapping) and isinstance(v.get("kind"), str)
+          and all(name(k) and isinstance(v, Mapping) and name(v.get("kind"))
                   and isinstance(v.get("args", {}), Mapping) for k, v in blocks.items()))
     if not ok:
         raise UserError(f"{source}: malformed 'yolov7c' key (node names/blocks written by "

@@ -1,26 +1,26 @@
 """Closed forms params(d, w) and GFLOPs(d, w, img), and scaling curves, via ``ir.scaling``.
 
-Scaling is another component: when ``yolov7c.ir.scaling`` is missing or cannot scale a
-model, the report says so in one line instead of failing. The closed forms describe the
-depth-scaled family (``ir.scaling`` docstring: light ELANs in full-width form, plain lead
-convs), so at d = w = 1 they need not equal the released model; the report prints both.
+The closed forms describe the depth-scaled family (``ir.scaling`` docstring: light ELANs in
+full-width form, plain lead convs), so at d = w = 1 they need not equal the released model;
+the report prints both. A graph without ELAN blocks has no scaling family: ``has_family``
+says so and the report states it in one line. Every other failure is an error and surfaces.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from ..ir import scaling
 from ..ir.analysis import CONVENTIONS, analyze
 from ..ir.graph import Graph
 from .grouping import total
 
+NO_FAMILY = "no closed forms: {name} has no ELAN blocks, so it has no scaling family"
 
-def _scaling() -> Any | None:
-    try:
-        return importlib.import_module("yolov7c.ir.scaling")
-    except ImportError:
-        return None
+
+def has_family(graph: Graph) -> bool:
+    """Whether ``graph`` can be scaled (it has ELAN blocks ``ir.scaling`` can read)."""
+    return bool(scaling.find_elans(graph))
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,12 @@ class ClosedForm:
         return "\n".join(lines)
 
 
-def closed_form(graph: Graph, img: int) -> ClosedForm | str:
-    """The closed forms of ``graph``, or a one-line reason why there are none."""
-    mod = _scaling()
-    if mod is None or not hasattr(mod, "closed_form"):
-        return "closed forms need yolov7c.ir.scaling, which this installation does not have"
-    try:
-        cf = mod.closed_form(graph)
-        at = cf.at(1, 1, img)
-    except Exception as e:  # another component's limits: report them, never crash
-        return f"closed forms unavailable for {graph.name}: {type(e).__name__}: {e}"
+def closed_form(graph: Graph, img: int) -> ClosedForm | None:
+    """The closed forms of ``graph``; None when it has no scaling family (``has_family``)."""
+    if not has_family(graph):
+        return None
+    cf = scaling.closed_form(graph)
+    at = cf.at(1, 1, img)
     t = total(analyze(graph, img))
     return ClosedForm(cf.params, dict(cf.gflops),
                       {k: float(v) for k, v in at.items()},
@@ -66,30 +62,28 @@ def closed_form(graph: Graph, img: int) -> ClosedForm | str:
                        **{c: t.flops[c] / 1e9 for c in CONVENTIONS}}, img)
 
 
+def closed_form_text(graph: Graph, img: int) -> str:
+    """The closed forms as text, or the one line saying the graph has none."""
+    cf = closed_form(graph, img)
+    return cf.text() if cf is not None else NO_FAMILY.format(name=graph.name)
+
+
 def scaling_curves(graph: Graph, img: int, convention: str = "official",
                    values: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-                   ) -> dict[str, dict[str, tuple[list[float], list[float]]]] | str:
+                   ) -> dict[str, dict[str, tuple[list[float], list[float]]]] | None:
     """GFLOPs and params (M) of the numerically scaled model over depth (w = 1) and over
-    width (d = 1)."""
-    mod = _scaling()
-    scale: Callable[..., Graph] | None = getattr(mod, "scale", None)
-    if scale is None:
-        return "scaling curves need yolov7c.ir.scaling"
+    width (d = 1); None when the graph has no scaling family."""
+    if not has_family(graph):
+        return None
     out: dict[str, dict[str, tuple[list[float], list[float]]]] = {"GFLOPs": {},
                                                                    "params (M)": {}}
-    for axis in ("depth", "width"):
-        xs, gfl, par = [], [], []
+    for axis, label in (("depth", "over depth (w = 1)"), ("width", "over width (d = 1)")):
+        gfl, par = [], []
         for v in values:
-            try:
-                t = total(analyze(scale(graph, depth=v if axis == "depth" else 1,
-                                        width=v if axis == "width" else 1), img))
-            except Exception:  # a factor the scaler rejects is left out of the curve
-                continue
-            xs.append(v)
+            t = total(analyze(scaling.scale(graph, depth=v if axis == "depth" else 1,
+                                            width=v if axis == "width" else 1), img))
             gfl.append(t.flops[convention] / 1e9)
             par.append(t.params / 1e6)
-        out["GFLOPs"][f"over {axis} (w = 1)" if axis == "depth" else "over width (d = 1)"] = (
-            xs, gfl)
-        out["params (M)"][f"over {axis} (w = 1)" if axis == "depth" else
-                          "over width (d = 1)"] = (xs, par)
+        out["GFLOPs"][label] = (list(values), gfl)
+        out["params (M)"][label] = (list(values), par)
     return out

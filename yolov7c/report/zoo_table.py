@@ -35,7 +35,8 @@ FORMS = ("training", "training fused", "deploy", "deploy fused")
 def _graphs(model: str) -> dict[str, tuple[Graph, Graph]]:
     """form -> (graph counted for params, graph counted for FLOPs)."""
     g = zoo.get(model)
-    tf = ird.fold_bn(ird.fuse_repconv(g))
+    # the official model.fuse() on the training cfg: the fused-only deploy steps
+    tf = ird.run_steps(g, [s.name for s in ird.DEPLOY_STEPS if s.fused_only])
     dep, depf = ird.to_deploy(g, fuse=False), ird.to_deploy(g)
     return {"training": (g, g), "training fused": (tf, ird.detach_aux(tf)),
             "deploy": (dep, dep), "deploy fused": (depf, depf)}

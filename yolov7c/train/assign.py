@@ -8,13 +8,15 @@ target) and its duplicates, because the dynamic k below counts them.
 
 SimOTA (``simota``), per image, over all its candidates and ground truths:
 cost = class cost + 3·(−log(IoU + 1e-8)); k_g = max(1, ⌊Σ top-q IoUs of g⌋); ground truth g
-takes its k_g cheapest candidates; a candidate taken twice goes to the cheapest ground truth.
+takes its k_g cheapest candidates (equal costs: the earlier candidate first); a candidate
+taken twice goes to the cheapest ground truth.
 The class cost is the official one: BCE of the score s_c = sqrt(σ(cls_c)·σ(obj)) (as a
 logit z_c) against the one-hot class, i.e. Σ_c softplus(z_c) − z_class. The first term
 depends on the candidate only, so the n_gt × candidates × nc tensor of the official code is
 never built: memory is candidates × nc + n_gt × candidates. All images are padded into one
-(B, G, C) problem, there is no Python loop over images or targets and no host sync in the
-hot path but one (the largest k), and nothing here records gradients.
+(B, G, C) problem; there is no Python loop over images or targets, the host waits on the
+device only for a few sizes (padding, the largest k, whether a tie needs the slow path), and
+nothing here records gradients.
 """
 from __future__ import annotations
 
@@ -82,14 +84,15 @@ def candidates(targets: torch.Tensor, anchors: torch.Tensor, grids: Sequence[tup
     return Candidates(lvl, targets[t, 0].long(), a, gj, gi, t)
 
 
-def _pad_by_image(img: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Stable order by image, and each element's slot in its image's padded row."""
+def _slots(img: torch.Tensor, batch: int) -> tuple[torch.Tensor, int]:
+    """Each element's slot in its image's padded row (original order kept), and the row
+    length (the largest count)."""
     order = torch.sort(img, stable=True).indices
     counts = torch.bincount(img, minlength=batch)
-    start = torch.cumsum(counts, 0) - counts
     slot = torch.empty_like(order)
-    slot[order] = torch.arange(order.numel(), device=img.device) - start[img[order]]
-    return order, slot, int(counts.max()) if counts.numel() else 0
+    slot[order] = torch.arange(order.numel(), device=img.device) - (counts.cumsum(0) - counts)[
+        img[order]]
+    return slot, int(counts.max())
 
 
 @torch.no_grad()
@@ -133,26 +136,24 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
     s_all, z_all = class_cost_terms(p[:, 5:], p[:, 4:5])
     nc = z_all.shape[1]
 
-    # pad candidates and ground truths into (B, C, ·) / (B, G, ·); padding boxes never overlap
-    c_order, c_slot, C = _pad_by_image(cand.b, batch)
-    t_img = targets[:, 0].long()
-    g_order, g_slot, G = _pad_by_image(t_img, batch)
-    cb = cand.b
-    pbox = box.new_zeros(batch, C, 4)
-    pbox[cb, c_slot] = box
-    c_valid = torch.zeros(batch, C, dtype=torch.bool, device=dev)
-    c_valid[cb, c_slot] = True
-    c_row = torch.zeros(batch, C, dtype=torch.long, device=dev)      # candidate row per slot
-    c_row[cb, c_slot] = torch.arange(cb.numel(), device=dev)
-    ps = s_all.new_full((batch, C), float("inf"))                    # padding costs +inf
-    ps[cb, c_slot] = s_all
-    wh = targets.new_tensor([img_wh[0], img_wh[1], img_wh[0], img_wh[1]])
-    gbox = targets.new_tensor([-1e4, -1e4, 1 - 1e4, 1 - 1e4]).repeat(batch, G, 1)
-    gbox[t_img, g_slot] = xywh_to_xyxy(targets[:, 2:6].float() * wh)
-    g_valid = torch.zeros(batch, G, dtype=torch.bool, device=dev)
-    g_valid[t_img, g_slot] = True
-    gcls = torch.zeros(batch, G, dtype=torch.long, device=dev)
-    gcls[t_img, g_slot] = targets[:, 1].long()
+    # pad candidates and ground truths into (B, C, ·) / (B, G, ·) tables; a slot's last column
+    # is its flat row (−1: padding); padding boxes never overlap, padding candidates cost +inf
+    cb, t_img = cand.b, targets[:, 0].long()
+    c_slot, C = _slots(cb, batch)
+    g_slot, G = _slots(t_img, batch)
+    ctab = box.new_tensor([0, 0, 0, 0, float("inf"), -1]).repeat(batch, C, 1)
+    ctab[cb, c_slot] = torch.cat((box, s_all[:, None],
+                                  torch.arange(cb.numel(), device=dev, dtype=box.dtype)[:, None]), 1)
+    wh = targets.new_tensor([img_wh[0], img_wh[1], img_wh[0], img_wh[1]]).float()
+    gtab = wh.new_tensor([-1e4, -1e4, 1 - 1e4, 1 - 1e4, 0, -1]).repeat(batch, G, 1)
+    gtab[t_img, g_slot] = torch.cat((xywh_to_xyxy(targets[:, 2:6].float() * wh),
+                                     targets[:, 1:2].float(),
+                                     torch.arange(len(targets), device=dev,
+                                                  dtype=wh.dtype)[:, None]), 1)
+    pbox, ps = ctab[..., :4], ctab[..., 4]
+    c_valid, c_row = ctab[..., 5] >= 0, ctab[..., 5].long().clamp_(min=0)
+    gbox, gcls = gtab[..., :4], gtab[..., 4].long()
+    g_valid, g_row = gtab[..., 5] >= 0, gtab[..., 5].long()
 
     iou = pairwise_iou(gbox, pbox)                                      # (B, G, C)
     k = torch.topk(iou, min(topq, C), dim=2).values.sum(2).int().clamp_(min=1)   # (B, G)
@@ -195,15 +196,13 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
         costs = cost[clash // C, :, clash % C].masked_fill(~g_valid[clash // C], float("inf"))
         owner[clash] = costs.argmin(1)
     fg = (n_taken > 0).nonzero()[:, 0]                                  # image-major order
-    pos_b, pos_c = fg // C, fg % C
-
-    # back to flat candidate rows and target rows
-    c_count, g_count = torch.bincount(cb, minlength=batch), torch.bincount(t_img, minlength=batch)
-    rows = c_order[(torch.cumsum(c_count, 0) - c_count)[pos_b] + pos_c]
-    gt = g_order[(torch.cumsum(g_count, 0) - g_count)[pos_b] + owner[fg]]
+    rows = c_row.view(-1)[fg]
+    gt = g_row[fg // C, owner[fg]]
+    # split by level, keeping the order within each level
     lvl = cand.level[rows]
-    out = []
-    for i in range(nl):
-        r, m = rows[lvl == i], lvl == i
-        out.append(LevelMatch(cand.b[r], cand.a[r], cand.gj[r], cand.gi[r], gt[m]))
-    return out
+    by_level = torch.sort(lvl, stable=True).indices
+    counts = torch.bincount(lvl, minlength=nl).tolist()
+    rows, gt = rows[by_level], gt[by_level]
+    fields = [x.split(counts) for x in (cand.b[rows], cand.a[rows], cand.gj[rows], cand.gi[rows],
+                                         gt)]
+    return [LevelMatch(*f) for f in zip(*fields)]

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn as dist_nn
 from torch import nn
 
 
@@ -94,11 +93,28 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Σ over ranks, differentiable: the gradient of a sum over ranks is the sum over ranks
+    of the gradients (each rank's loss depends on every rank's input through the sum)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        g = g.clone()
+        dist.all_reduce(g)
+        return g
+
+
 class SyncBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose batch statistics cover the whole global batch (every rank).
 
     mean = Σx / N and var = Σ(x − mean)² / N over all ranks, by two all-reduces that carry
-    gradients (``torch.distributed.nn.all_reduce``), so the backward pass is exact too.
+    gradients (``_AllReduceSum``), so the backward pass is exact too.
     Running stats use the unbiased variance N/(N−1)·var, like ``nn.BatchNorm2d``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,10 +124,10 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
         c = x.shape[1]
         count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
         sums = torch.cat((x.sum((0, 2, 3)), count))
-        sums = dist_nn.all_reduce(sums)
+        sums = _AllReduceSum.apply(sums)
         n = sums[-1]
         mean = sums[:c] / n
-        sq = dist_nn.all_reduce(((x - mean.view(1, c, 1, 1)) ** 2).sum((0, 2, 3))) / n
+        sq = _AllReduceSum.apply(((x - mean.view(1, c, 1, 1)) ** 2).sum((0, 2, 3))) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)

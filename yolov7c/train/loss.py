@@ -27,7 +27,7 @@ from torch import nn
 
 from ..backends.torch.modules import Detect
 from ..errors import UserError
-from .assign import LevelMatch, candidates, gather_cells, simota
+from .assign import LevelMatch, candidates, simota
 from .boxes import ciou
 from .hyp import load_hyp, scale_hyp
 
@@ -82,7 +82,8 @@ class Criterion:
             outputs = outputs[1]                       # eval-mode (decoded, raw): use the raw
         outs = list(outputs)
         if len(outs) not in (self.nl, 2 * self.nl) or any(
-                o.dim() != 5 or o.shape[-1] != self.nc + 5 for o in outs):
+                o.dim() != 5 or o.shape[1] != self.na or o.shape[-1] != self.nc + 5
+                for o in outs):
             shapes = [tuple(o.shape) for o in outs]
             raise UserError(f"outputs: expected {self.nl} (or {2 * self.nl} with the aux head) "
                             f"raw maps (B, {self.na}, H, W, {self.nc + 5}), got {shapes}; pass "
@@ -95,12 +96,16 @@ class Criterion:
                             f"got shape {tuple(targets.shape)}")
         if targets.numel():
             img, cls = targets[:, 0], targets[:, 1]
-            for name, col, hi in (("image index", img, batch), ("class", cls, self.nc)):
-                bad = ((col < 0) | (col >= hi) | (col != col.floor())).nonzero()
-                if bad.numel():
-                    r = int(bad[0, 0])
-                    raise UserError(f"targets row {r}: {name} {float(col[r]):g} is not an "
-                                    f"integer in [0, {hi}); fix the labels or the model's nc")
+            bad_img = (img < 0) | (img >= batch) | (img != img.floor())
+            bad_cls = (cls < 0) | (cls >= self.nc) | (cls != cls.floor())
+            if bool((bad_img | bad_cls).any()):      # one check; locate only on failure
+                for name, bad, col, hi in (("image index", bad_img, img, batch),
+                                           ("class", bad_cls, cls, self.nc)):
+                    if bool(bad.any()):
+                        r = int(bad.nonzero()[0, 0])
+                        raise UserError(f"targets row {r}: {name} {float(col[r]):g} is not an "
+                                        f"integer in [0, {hi}); fix the labels or the model's "
+                                        f"nc")
         return targets.float()
 
     # ----- loss -----------------------------------------------------------------------------
@@ -117,13 +122,12 @@ class Criterion:
         ref = maps[0][0]
         zero = ref.new_zeros(())
         obj = zero
-        rows: dict[str, list[torch.Tensor]] = {k: [] for k in
-                                                ("ps", "anc", "cell", "gain", "w", "wobj",
-                                                 "lin", "gt")}
+        ps_l, lin_l, anc_l, gi_l, gj_l, gt_l = [], [], [], [], [], []
+        counts, w_n, w_obj, gains = [], [], [], []             # per map, Python numbers
         offset = 0
         for pi, m, lvl, w in maps:
-            _, na, ny, nx, _ = pi.shape
-            numel = pi[..., 4].numel()
+            bs, na, ny, nx, no = pi.shape
+            numel = bs * na * ny * nx
             wobj = w * self.balance[lvl] / numel
             if gamma <= 0:
                 # BCE(x, t) = softplus(x) − t·x + (pw − 1)·t·softplus(−x), t = 0 off the
@@ -131,39 +135,49 @@ class Criterion:
                 obj = obj + F.softplus(pi[..., 4].contiguous()).sum() * wobj
             n = len(m)
             if n:
-                rows["ps"].append(gather_cells(pi, m.b, m.a, m.gj, m.gi))
-                rows["anc"].append(self.anchors[lvl][m.a])
-                rows["cell"].append(torch.stack((m.gi, m.gj), 1))
-                rows["gain"].append(pi.new_tensor([nx, ny]).expand(n, 2))
-                rows["w"].append(pi.new_full((n,), w / n))
-                rows["wobj"].append(pi.new_full((n,), wobj))
-                rows["lin"].append(offset + ((m.b * na + m.a) * ny + m.gj) * nx + m.gi)
-                rows["gt"].append(m.gt)
+                lin = ((m.b * na + m.a) * ny + m.gj) * nx + m.gi         # cell row in pi
+                ps_l.append(pi.reshape(-1, no).index_select(0, lin))
+                lin_l.append(lin + offset)
+                anc_l.append(m.a + lvl * na)
+                gi_l.append(m.gi)
+                gj_l.append(m.gj)
+                gt_l.append(m.gt)
+                counts.append(n)
+                w_n.append(w / n)
+                w_obj.append(wobj)
+                gains.append((nx, ny))
             offset += numel
-        if not rows["ps"]:
+        if not ps_l:
             if gamma > 0:
                 obj = sum(_bce(pi[..., 4], torch.zeros_like(pi[..., 4]), pi.new_tensor([pw_obj]),
                                gamma) * w * self.balance[lvl] for pi, _, lvl, w in maps)
             return zero, obj, zero
-        ps, t = torch.cat(rows["ps"]), targets[torch.cat(rows["gt"])]
-        w = torch.cat(rows["w"])
-        gain = torch.cat(rows["gain"])
+        total = sum(counts)
+
+        def per_positive(values: list) -> torch.Tensor:       # one value per map, repeated
+            v = torch.tensor(values, dtype=ref.dtype, device=ref.device)
+            return v.repeat_interleave(cnt, dim=0, output_size=total)
+
+        cnt = torch.tensor(counts, device=ref.device)
+        ps, t = torch.cat(ps_l), targets[torch.cat(gt_l)]
+        w, gain = per_positive(w_n), per_positive(gains)
+        anchors = self.anchors.view(-1, 2)[torch.cat(anc_l)]
+        cell = torch.stack((torch.cat(gi_l), torch.cat(gj_l)), 1).to(ps.dtype)
         pbox = torch.cat((ps[:, :2].sigmoid() * 2 - 0.5,
-                          (ps[:, 2:4].sigmoid() * 2) ** 2 * torch.cat(rows["anc"])), 1)
-        tbox = torch.cat((t[:, 2:4] * gain - torch.cat(rows["cell"]).to(ps.dtype),
-                          t[:, 4:6] * gain), 1)                          # relative to the cell
+                          (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors), 1)
+        tbox = torch.cat((t[:, 2:4] * gain - cell, t[:, 4:6] * gain), 1)   # relative to the cell
         iou = ciou(pbox, tbox)
         box = ((1.0 - iou) * w).sum()
         # objectness target = IoU (≥ 0); a cell assigned twice keeps the later one (official)
-        lin = torch.cat(rows["lin"])
-        pos = torch.arange(lin.numel(), device=lin.device)
+        lin = torch.cat(lin_l)
+        pos = torch.arange(total, device=lin.device)
         uniq, inv = torch.unique(lin, return_inverse=True)
         keep = torch.full_like(uniq, -1).scatter_reduce(0, inv, pos, reduce="amax")[inv] == pos
         tq = iou.detach().clamp(0)[keep]
         if gamma <= 0:
             xp = ps[keep, 4]
             obj = obj + (((pw_obj - 1.0) * tq * F.softplus(-xp) - tq * xp)
-                         * torch.cat(rows["wobj"])[keep]).sum()
+                         * per_positive(w_obj)[keep]).sum()
         else:  # focal loss is not separable: dense targets per map
             obj, lin_k = zero, lin[keep]
             start = 0

@@ -57,6 +57,7 @@ class Settings:
     min_warmup_iters: int = 1000   # the official floor on warmup batches
     nominal_batch: int = 64        # images per optimizer step (by accumulation)
     val_batch: int | None = None
+    time_limit: float | None = None  # seconds: stop after the epoch that would overrun it
     source: str = ""
 
     def to_extra(self) -> dict:
@@ -196,16 +197,27 @@ class Trainer:
                             self.train_data.names)
             log.info("training %s on %s: %d images, %d epochs, batch %d (%d per process × %d,"
                      " accumulate to %d), img %d, device %s%s", s.source, s.data,
-                     len(self.train_data), s.epochs, s.batch, self.per_rank, self.env.world, s.nominal_batch,
+                     len(self.train_data), s.epochs, s.batch, self.per_rank, self.env.world,
+                     s.nominal_batch,
                      s.img, self.device, ", AMP" if self.amp else "")
         t0 = time.perf_counter()
         epoch = start
+        self.stopped_early = False
         try:
             for epoch in range(start, s.epochs):
+                t_epoch = time.perf_counter()
                 parts, lrs = self._train_epoch(epoch)
                 if main:
                     self._end_epoch(epoch, parts, lrs, time.perf_counter() - t0)
                 ddp.barrier()
+                now = time.perf_counter()
+                if s.time_limit and now - t0 + (now - t_epoch) > s.time_limit and \
+                        epoch + 1 < s.epochs:
+                    self.stopped_early = True
+                    if main:
+                        log.info("time limit %.0f s: stopping after epoch %d/%d", s.time_limit,
+                                 epoch + 1, s.epochs)
+                    break
         except KeyboardInterrupt:
             kept = (f"weights/last.ckpt holds epoch {self.state.epoch + 1}/{s.epochs}"
                     if self.state.epoch >= 0 else "no epoch had finished, nothing was saved")
@@ -247,7 +259,9 @@ class Trainer:
         t = targets.to(self.device)
         try:
             with torch.autocast(self.device.type, enabled=self.amp):
-                loss, parts = self.criterion(self.net(x), t)
+                out = self.net(x)
+            # the loss (assignment, IoU, BCE) runs in float32 even under AMP
+            loss, parts = self.criterion([o.float() for o in out], t)
             finite = bool(torch.isfinite(loss).all())
             if not ddp.all_true(finite, self.device):
                 kept = (f"weights/last.ckpt keeps epoch {self.state.epoch + 1}"
@@ -320,4 +334,5 @@ class Trainer:
                 "map": best["mAP50-95"] if best else math.nan,
                 "first_loss": h[0]["train/total"] if h else math.nan,
                 "last_loss": h[-1]["train/total"] if h else math.nan,
-                "results": str(self.run_dir / "results.csv")}
+                "results": str(self.run_dir / "results.csv"),
+                "stopped_early": bool(getattr(self, "stopped_early", False))}

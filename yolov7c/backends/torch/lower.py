@@ -117,7 +117,7 @@ def initialize_head_biases(model: YoloModel, cf: torch.Tensor | None = None) -> 
     if not isinstance(det, M.Detect):
         return
     convs = list(det.m) + list(getattr(det, "m2", []))
-    strides = list(det.stride) * (2 if hasattr(det, "m2") else 1)
+    strides = list(model.graph.strides) * (2 if hasattr(det, "m2") else 1)  # ints: meta-safe
     with torch.no_grad():
         for conv, s in zip(convs, strides):
             b = conv.bias.view(det.na, -1)

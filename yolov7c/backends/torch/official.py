@@ -12,6 +12,7 @@ recovered state_dict (official key names = ours) is loaded in fp32.
 from __future__ import annotations
 
 import collections
+import io
 import math
 import os
 import pickle
@@ -24,8 +25,8 @@ import torch
 
 from ...errors import UserError, one_line, show
 from ...ir.analysis import analyze
-from ..common import all_finite
 from ...ir.yaml_io import from_cfg
+from ..common import all_finite
 from .lower import YoloModel, lower
 
 RECORD_PREFIXES = ("models.", "torch.nn.modules.", "utils.")
@@ -59,7 +60,8 @@ class Record:
         self.state = state if isinstance(state, dict) else {"__state__": state}
 
     def child(self, name: str) -> "Record | None":
-        return (self.state.get("_modules") or {}).get(name)
+        mods = self.state.get("_modules")
+        return mods.get(name) if isinstance(mods, dict) else None
 
     def __repr__(self) -> str:
         return f"Record({self.qualname})"
@@ -132,11 +134,23 @@ ALLOWED: dict[tuple[str, str], Any] = {
 }
 
 
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The entry's bytes, at most its declared size (checked against the limits before):
+    zipfile stops inflating there and reports a CRC mismatch for an entry whose header
+    understates it; a short entry is refused here."""
+    with archive.open(info) as f:
+        data = f.read(info.file_size + 1)
+    if len(data) != info.file_size:
+        raise UserError(f"refused: entry {show(info.filename, 60)} inflates to more than its "
+                        f"declared {info.file_size:,} bytes (a damaged or crafted archive)")
+    return data
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler over a torch zip archive that maps globals through the allow-list."""
 
     def __init__(self, archive: zipfile.ZipFile, prefix: str, source: str) -> None:
-        super().__init__(archive.open(f"{prefix}data.pkl"))
+        super().__init__(io.BytesIO(_read_entry(archive, archive.getinfo(f"{prefix}data.pkl"))))
         self.archive, self.prefix, self.source = archive, prefix, source
         self.records: dict[str, type[Record]] = {}
         self.storages: dict[str, torch.Tensor] = {}
@@ -153,8 +167,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             if qualname not in self.records:
                 self.records[qualname] = type(name, (Record,), {"qualname": qualname})
             return self.records[qualname]
-        raise UserError(f"{self.source}: refused: the pickle references {show(qualname, 120)}, which is "
-                        f"not a tensor, container or model class (an official checkpoint "
+        raise UserError(f"{self.source}: refused: the pickle references {show(qualname, 120)}, "
+                        f"which is not a tensor, container or model class (an official checkpoint "
                         f"never needs it; the file may be malicious). Nothing was executed.")
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
@@ -175,7 +189,7 @@ class RestrictedUnpickler(pickle.Unpickler):
                                 f"{info.file_size:,} bytes ({self.total:,} in all; limits "
                                 f"{MAX_STORAGE_BYTES:,} per tensor, {MAX_ARCHIVE_BYTES:,} total)")
             dtype = pid[1].dtype
-            raw = bytearray(self.archive.read(name))
+            raw = bytearray(_read_entry(self.archive, info))
             itemsize = torch.empty(0, dtype=dtype).element_size()
             raw = raw[: len(raw) // itemsize * itemsize]
             self.storages[key] = (torch.frombuffer(raw, dtype=dtype) if raw
@@ -210,7 +224,9 @@ def _unpickle_archive(zf: zipfile.ZipFile, p: Path) -> Any:
     prefix = pkls[0][: -len("data.pkl")]
     order = "little"
     if f"{prefix}byteorder" in zf.namelist():
-        order = zf.read(f"{prefix}byteorder")[:16].decode("ascii", "replace").strip()
+        bo = zf.getinfo(f"{prefix}byteorder")
+        order = (_read_entry(zf, bo).decode("ascii", "replace").strip() if bo.file_size <= 16
+                 else "unknown")
     if order != "little":
         raise UserError(f"{p}: {one_line(order, 16)}-endian checkpoints are not supported")
     try:
@@ -223,7 +239,8 @@ def _unpickle_archive(zf: zipfile.ZipFile, p: Path) -> Any:
 
 
 def _mapping(st: Any, key: str, where: str) -> dict[str, Any]:
-    v = st.get(key) or {}
+    v = st.get(key)
+    v = {} if v is None else v   # no truthiness: the value may be anything, a tensor too
     if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
         raise UserError(f"malformed module record at {where or 'model'}: {key} is a "
                         f"{type(v).__name__}, expected a dict with string keys")
@@ -237,8 +254,9 @@ def state_dict(record: Record, prefix: str = "", depth: int = 0) -> dict[str, to
                         f"{one_line(prefix, 80)}")
     st = record.state
     where = prefix.rstrip(".")
-    skip = st.get("_non_persistent_buffers_set") or ()
-    skip = set(skip) if isinstance(skip, (set, frozenset, list, tuple)) else set()
+    skip = st.get("_non_persistent_buffers_set")
+    skip = {k for k in skip if isinstance(k, str)} \
+        if isinstance(skip, (set, frozenset, list, tuple)) else set()
     out: dict[str, torch.Tensor] = {}
     for kind in ("_parameters", "_buffers"):
         for k, v in _mapping(st, kind, where).items():
@@ -308,7 +326,9 @@ def import_official(path: str | os.PathLike) -> YoloModel:
     """Our ``YoloModel`` (fp32, eval) with the weights of an official training/deploy .pt."""
     src = str(path)
     ckpt = unpickle(path)
-    model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
+    model = ckpt
+    if isinstance(ckpt, dict):
+        model = ckpt.get("ema") if isinstance(ckpt.get("ema"), Record) else ckpt.get("model")
     if not isinstance(model, Record) or not model.qualname.endswith(".Model"):
         raise UserError(f"{src}: no official models.yolo.Model inside (found "
                         f"{show(model, 60)})")

@@ -95,19 +95,22 @@ def _dedup_search_class():
 
 def next_task(have: Sequence[int], best_ms: Sequence[float | None],
               weights: Sequence[float], open_: Sequence[bool],
-              schedule: str = "weighted") -> int | None:
+              schedule: str = "weighted", flops: Sequence[float] | None = None) -> int | None:
     """Index of the task that gets the next round, or None when no task is open.
 
     ``round-robin``: the open task with the fewest records. ``weighted``: tasks without a
-    record first (in order); then the largest ``weight * best_ms / sqrt(records)``, i.e. the
-    share of the end-to-end latency, discounted by the trials it already had.
+    record first (the most FLOPs x weight first, when ``flops`` is given, so a run cut short
+    has tuned the heavy kernels); then the largest ``weight * best_ms / sqrt(records)``, i.e.
+    the share of the end-to-end latency, discounted by the trials it already had.
     """
     idx = [i for i, o in enumerate(open_) if o]
     if not idx:
         return None
     fresh = [i for i in idx if have[i] == 0 or best_ms[i] is None]
     if fresh:
-        return fresh[0]
+        if flops is None or schedule == "round-robin":
+            return fresh[0]
+        return max(fresh, key=lambda i: (weights[i] * flops[i], -i))
     if schedule == "round-robin":
         return min(idx, key=lambda i: (have[i], i))
     return max(idx, key=lambda i: (weights[i] * float(best_ms[i] or 0.0)

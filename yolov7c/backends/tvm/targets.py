@@ -98,6 +98,19 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def device_present(spec: TargetSpec) -> bool:
+    """Does this machine have the device ``spec`` runs on (a GPU for cuda, say)?"""
+    if spec.runs_here:
+        return True
+    if spec.host and spec.host.get("mtriple", "").startswith("aarch64"):
+        return False  # an ARM host: this x86 machine cannot run it even with the device
+    import tvm
+    try:
+        return bool(tvm.device(spec.device, 0).exist)
+    except Exception:  # noqa: BLE001 - no runtime for that device in this TVM build
+        return False
+
+
 TARGET_NAMES = ("llvm", "aarch64", "cuda", "mali", "opencl", "vulkan")
 
 
@@ -122,7 +135,11 @@ def resolve(name: str, arch: str | None = None, mcpu: str | None = None,
         return TargetSpec("aarch64", cfg, cross_cxx=AARCH64_CXX, notes="ARM64 Linux CPU")
     if key == "cuda":
         a = check_cuda_arch(arch or CUDA_ARCH_DEFAULT)
-        return TargetSpec("cuda", {"kind": "cuda", "arch": a}, host=dict(host_cpu()),
+        # the limits MetaSchedule's GPU rules need (same for every SM from 5.0 on)
+        cfg = {"kind": "cuda", "arch": a, "max_threads_per_block": 1024,
+               "max_num_threads": 1024, "thread_warp_size": 32,
+               "max_shared_memory_per_block": 49152, "registers_per_block": 65536}
+        return TargetSpec("cuda", cfg, host=dict(host_cpu()),
                           device="cuda", notes=f"NVIDIA GPU {a}, x86 host")
     if key in ("mali", "opencl"):
         tgt = {"kind": "opencl", "device": "mali"} if key == "mali" else {"kind": "opencl"}

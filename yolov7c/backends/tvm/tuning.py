@@ -163,6 +163,14 @@ def extract(model: nn.Module, spec: T.TargetSpec, img: tuple[int, int],
     return mod, pl.extract_tasks(mod, spec.tvm_target(), pipeline)
 
 
+def _flops(mod) -> float:
+    try:
+        from tvm.s_tir.analysis import estimate_tir_flops
+        return float(estimate_tir_flops(mod))
+    except Exception:  # noqa: BLE001 - only orders the first pass; 0 keeps extraction order
+        return 0.0
+
+
 def _check_args(trials: int, per_round: int) -> None:
     for name, v in (("trials", trials), ("per_round", per_round)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -191,7 +199,7 @@ def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: st
                             "tune into a new db_dir for another pipeline", arg="pipeline")
         pipeline = have
     else:
-        pipeline = pipeline or "prepack"
+        pipeline = pipeline or ("prepack" if spec.target.get("kind") == "llvm" else "zero")
         meta = {"target": target_json, "cpu": identity, "pipeline": pipeline, "img": []}
     sizes = [list(s) for s in meta.get("img", []) if isinstance(s, list)]
     if list(img) not in sizes:
@@ -219,8 +227,8 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     one of the strings. ``max_seconds`` stops after the round that crosses it.
     ``pipeline``: "prepack" (weights in the layout each schedule wants; default for a new
     database) or "zero"; an existing database keeps its own. ``schedule``: "weighted"
-    (rounds where the latency is) or "round-robin". ``builder``: "inprocess" (fast) or
-    "popen" (TVM's LocalBuilder workers). ``cost_model="random"`` skips XGBoost training
+    (rounds where the latency is) or "round-robin". ``builder``: "inprocess" (build and time
+    candidates in this process: fast) or "popen" (TVM's worker processes). ``cost_model="random"`` skips XGBoost training
     (for tests).
     """
     from tvm.s_tir.meta_schedule.relax_integration import extracted_tasks_to_tune_contexts
@@ -236,7 +244,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     builder_kind = builder
     spec = T.resolve(target, arch=arch, mcpu=mcpu)
     addr = rpcmod.parse(rpc) if rpc else None
-    if addr is None and not spec.runs_here:
+    if addr is None and not (spec.runs_here or T.device_present(spec)):
         raise UserError(f"target {spec.name}: kernels must be measured on the device; pass "
                         "rpc=host:port:key of a TVM RPC tracker with that device", arg="rpc")
     if spec.name == "vulkan":
@@ -275,14 +283,16 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
         count = lambda i: len(db.get_top_k(wls[i], 1 << 30))  # noqa: E731
         have = [count(i) for i in range(n)]
         best = [_best_ms(db, wl) for wl in wls]
+        flops = [_flops(c.mod) for c in ctxs]
         reused = sum(1 for v in have if v)
         say("[tune] %d tasks (%d already in the database from earlier runs or models); "
             "target %d records, %d there now (%d in the database)",
             n, reused, trials, sum(have), before)
         cores = T.physical_cores()
-        builder = (workers.in_process_builder() if builder_kind == "inprocess"
-                   else workers.popen_builder(cores))
-        runner = rpcmod.runner(addr) if addr else workers.local_runner()
+        inproc = builder_kind == "inprocess"
+        builder = workers.in_process_builder() if inproc else workers.popen_builder(cores)
+        runner = (rpcmod.runner(addr) if addr else
+                  workers.in_process_runner() if inproc else workers.local_runner())
         cm = search.cost_model(cost_model, cores, seed)
         if reused and cost_model == "xgb":
             t0 = time.perf_counter()
@@ -300,7 +310,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             open_ = [stalled[i] < 2 for i in range(n)]
             if sum(have) >= trials:
                 break
-            i = search.next_task(have, best, weights, open_, schedule)
+            i = search.next_task(have, best, weights, open_, schedule, flops)
             if i is None:
                 break
             k = min(per_round, max(1, trials - sum(have)))
