@@ -154,6 +154,10 @@ def test_library_errors_name_arguments_the_cli_maps_flags() -> None:
     assert user_message(UserError("iou_thr 2: bad", arg="iou_thr"), flags) == "--iou 2: bad"
     assert user_message(UserError("\x1b[31mred\x1b[0m\nline"), flags) == "red line"
     assert user_message(UserError("model 'x': unknown"), flags) == "model 'x': unknown"
+    assert user_message(UserError("--out x: is a folder", arg="out"), flags) == \
+        "--out x: is a folder"
+    assert user_message(UserError("db_dir d: bad", arg="db_dir"),
+                        flag_map(sub.choices["tune"])) == "--db d: bad"
 
 
 def test_json_stdout_is_one_object_and_third_party_logs_stay_off(tmp_path: Path) -> None:
@@ -203,3 +207,18 @@ def test_routing_keeps_c_level_writes_off_stdout(tmp_path: Path) -> None:
     text = log.read_text()
     for noise in ("C-level stdout noise", "C-level stderr noise", "FutureWarning", "tvm says"):
         assert noise in text
+
+
+def test_verbose_shows_third_party_output_on_stderr_only(tmp_path: Path) -> None:
+    code = ("import logging, os\n"
+            "from yolov7c.cli import emit_json, routed_output\n"
+            "with routed_output('x', True, True):\n"
+            "    os.write(1, b'C-level stdout noise\\n')\n"
+            "    logging.getLogger('tvm').warning('tvm says hi')\n"
+            "    emit_json({'a': 1})\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, YOLOV7C_LOG=str(tmp_path / "x.log")))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"a": 1}
+    assert "C-level stdout noise" in r.stderr and "tvm says hi" in r.stderr
+    assert not (tmp_path / "x.log").exists()

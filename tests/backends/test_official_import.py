@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import yolov7c
-from yolov7c.backends.torch.official import import_official, unpickle
+from yolov7c.backends.torch.official import import_official
+from yolov7c.backends.torch.safe_pickle import unpickle
 
 FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 

@@ -1,8 +1,11 @@
-"""MetaSchedule tuning: resumes from its database without re-measuring, measures through an
-RPC tracker started here, and the tuned library still equals PyTorch."""
+"""MetaSchedule tuning: resumes from its database without re-measuring, reuses workloads
+another model tuned, measures through an RPC tracker started here, stops on Ctrl-C with the
+database intact, never unpickles a file from the database folder, and the tuned (layout-
+rewritten) library still equals PyTorch."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -169,3 +172,119 @@ def test_tvm_logger_setup_survives_foreign_handlers(tmp_path) -> None:
         assert foreign in logger.handlers  # restored afterwards
     finally:
         logger.removeHandler(foreign)
+
+
+@pytest.mark.slow
+def test_shared_workloads_are_not_tuned_again_and_prepack_build_equals_torch(tmp_path, bk):
+    """A database tuned for one model serves another with the same shapes (here: other
+    weights), without re-measuring; the prepack (layout-rewrite) build from it equals
+    PyTorch; at another image size nothing matches and the build says "untuned"."""
+    a, b = bk.make_tiny("p5", seed=0), bk.make_tiny("p5", seed=1)
+    db = tmp_path / "db"
+    kw = dict(per_round=2, cost_model="random", progress=False)
+    r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"], **kw)
+    assert r1.pipeline == "prepack" and r1.records_after == 2 and r1.reused_tasks == 0
+    first = _records(db)
+    r2 = btvm.tune(b, "llvm", 128, db, trials=4, op_names=OPS, **kw)
+    second = _records(db)
+    print(f"second model: {r2.reused_tasks} task reused, {r2.measured} new records")
+    assert r2.reused_tasks == 1 and r2.measured == 2      # only the max-pool task was tuned
+    conv_wl = {w for w, _ in first}
+    assert [r for r in second if r[0] in conv_wl] == first  # conv records untouched
+
+    out = tmp_path / "tuned.so"
+    meta = btvm.compile_model(b, "llvm", 128, out, db_dir=db, verbose=False)
+    assert meta.tasks_tuned == 2 and meta.pipeline == "prepack" and "tuned:" in meta.notes[0]
+    x = bx.example_input(b, 128, seed=7)
+    with torch.no_grad():
+        ref = [t.numpy() for t in bx.Outputs(b)(x)]
+    bk.assert_close(ref, btvm.load(out)(x), "tvm-prepack-tuned")
+
+    other = btvm.compile_model(b, "llvm", 64, tmp_path / "u.so", db_dir=db, verbose=False)
+    assert other.tasks_tuned == 0 and other.tuned_records == 0
+    assert other.notes[0].startswith("untuned: the database covers none of the")
+
+
+CHILD = """
+import signal, sys
+sys.path.insert(0, sys.argv[2])
+from conftest import make_tiny
+from yolov7c.backends import tvm as btvm
+signal.signal(signal.SIGINT, signal.default_int_handler)
+try:
+    btvm.tune(make_tiny("p5"), "llvm", 128, sys.argv[1], trials=1000, op_names=["conv2d"],
+              per_round=2, cost_model="random", progress=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_within_seconds_and_a_second_tune_is_refused(tmp_path, tiny_p5):
+    from pathlib import Path
+
+    from yolov7c.backends.tvm import database as dbm
+    db = tmp_path / "db"
+    here = str(Path(__file__).parent)
+    p = subprocess.Popen([sys.executable, "-c", CHILD, str(db), here],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         start_new_session=True)
+    rec = db / dbm.RECORDS
+    try:
+        deadline = time.time() + 600
+        while not (rec.exists() and rec.stat().st_size > 0):  # a round has been committed
+            assert p.poll() is None and time.time() < deadline, "tuning did not start"
+            time.sleep(0.5)
+        # a second tune on the same database while the first runs: refused, clearly
+        with pytest.raises(UserError, match=rf"in use by another tune \(pid {p.pid}\)"):
+            btvm.tune(tiny_p5, "llvm", 128, db, trials=2, progress=False)
+        time.sleep(3)  # let it get into the next round (TVM's C++ loop)
+        t0 = time.time()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=120)
+        took = time.time() - t0
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    print(f"stopped {took:.1f} s after SIGINT, exit {rc}")
+    assert rc == 130 and took < 30
+    facts = dbm.validate(db)                  # intact: every line parses, no torn tail
+    assert facts.torn == [] and facts.records >= 1
+    assert len(tuning.open_database(db).get_all_tuning_records()) == facts.records
+    assert not dbm.writer_alive(db)           # the lock went with it
+
+
+EVIL = """
+import os, sys, tarfile, numpy as np
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch " + sys.argv[2],))
+d = sys.argv[1]
+arr = np.empty(1, dtype=object); arr[0] = (Evil(), [], np.zeros(1))
+np.save(os.path.join(d, "data.npy"), arr, allow_pickle=True)
+with tarfile.open(os.path.join(d, "cost_model.tar"), "w") as tf:
+    tf.add(os.path.join(d, "data.npy"), arcname="data.npy")
+os.remove(os.path.join(d, "data.npy"))
+"""
+
+
+@pytest.mark.slow
+def test_crafted_cost_model_file_is_never_unpickled(tmp_path, tiny_p5):
+    db = tmp_path / "db"
+    db.mkdir()
+    sentinel = tmp_path / "pwned"
+    subprocess.run([sys.executable, "-c", EVIL, str(db), str(sentinel)], check=True)
+    # the file is a real threat: TVM's own loader runs the command
+    probe = ("import sys; from tvm.s_tir.meta_schedule.cost_model import XGBModel\n"
+             "try:\n    XGBModel().load(sys.argv[1])\nexcept Exception:\n    pass\n")
+    subprocess.run([sys.executable, "-c", probe, str(db / "cost_model.tar")], check=True)
+    assert sentinel.exists(), "the crafted file did not reproduce the attack"
+    sentinel.unlink()
+    # tuning into that folder (XGBoost cost model, records to retrain from) never loads it
+    kw = dict(op_names=["max_pool2d4"], per_round=2, progress=False)
+    btvm.tune(tiny_p5, "llvm", 128, db, trials=2, cost_model="random", **kw)
+    rep = btvm.tune(tiny_p5, "llvm", 128, db, trials=4, cost_model="xgb", **kw)
+    assert rep.reused_tasks == 1 and rep.records_after >= 3
+    assert not sentinel.exists()

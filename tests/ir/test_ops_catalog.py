@@ -88,3 +88,18 @@ def test_node_attrs_round_trip_through_complete() -> None:
     n = Node(0, "c", "Conv", (-1,), {"c": 4, "k": 3})
     full = ops.get("Conv").complete(n.attrs)
     assert full == {"c": 4, "k": 3, "s": 1, "g": 1, "act": "silu", "bn": True, "bias": False}
+
+
+@pytest.mark.parametrize("op,attrs,match", [
+    ("Conv", {"c": 8, "k": -3}, r"attribute k=-3 must be an integer in \[1, 63\]"),
+    ("Conv", {"c": 8, "k": 2.5}, r"attribute k=2.5 must be an integer"),
+    ("Conv", {"c": 8, "k": 100001}, r"attribute k=100001 must be an integer"),
+    ("Conv", {"c": 8, "s": 0}, r"attribute s=0 must be an integer in \[1, 16\]"),
+    ("Conv", {"c": 8, "bn": 1}, r"attribute bn=1 must be true or false"),
+    ("SPPCSPC", {"c": 8, "k": (5, -9)}, r"attribute k=\(5, -9\) must be an integer"),
+    ("Upsample", {"scale": 0}, r"attribute scale=0 must be an integer"),
+])
+def test_attribute_values_are_checked_by_the_catalog(op: str, attrs: dict, match: str) -> None:
+    """Value rules live in the catalog too: the DSL, YAML and checkpoint readers share them."""
+    with pytest.raises(UserError, match=r"node 1 \(x, " + op + r"\): " + match):
+        _graph(op, **attrs)

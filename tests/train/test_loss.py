@@ -42,6 +42,11 @@ def test_official_loss_parity_tiny():
     assert loss.item() == pytest.approx(want["loss"], rel=1e-4)
     for got, ref, name in zip(parts.tolist(), want["loss_items"], want["loss_items_names"]):
         assert got == pytest.approx(ref, rel=1e-4), name
+    # the official loss is linear in its gains and the assignment does not read them, so the
+    # p5-hyp values follow from the official ones: box ×0.05/0.05, obj ×0.7/1.0, cls ×0.3/0.5
+    _, p5 = criterion(model, "p5", 640)(outputs, targets, imgs)
+    for got, ref, ratio in zip(p5.tolist(), want["loss_items"], (1.0, 0.7, 0.6)):
+        assert got == pytest.approx(ref * ratio, rel=1e-4)
 
 
 # ----- random heads --------------------------------------------------------------------------
@@ -196,6 +201,10 @@ def test_bad_input_is_one_line_user_error(tmp_path):
         crit(outs, bad)
     with pytest.raises(yolov7c.UserError, match="raw maps"):
         crit(outs[:2], random_targets([1, 1], 3))
+    aux_head = M.IAuxDetect(3, ANCH3, [8] * 6, [8, 16, 32])
+    mixed = outs + [torch.zeros(2, 3, 8, 8, 8)] * 3            # aux maps at the wrong stride
+    with pytest.raises(yolov7c.UserError, match="aux map 0"):
+        criterion(aux_head, "p6", 128)(mixed, random_targets([1, 1], 3))
     with pytest.raises(yolov7c.UserError, match="no Detect"):
         criterion(torch.nn.Linear(2, 2))
     with pytest.raises(yolov7c.UserError, match="not a preset"):

@@ -12,9 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-
 from ..errors import UserError
-from .args import DEFAULT_TRIALS, fraction, image_size, output_dir, output_path, positive_float, positive_int
+from .args import (DEFAULT_TRIALS, fraction, image_size, output_dir, output_path,
+                   positive_float, positive_int)
 from .models import deploy as deploy_model
 from .models import model_name, resolve
 

@@ -67,7 +67,7 @@ def _is_weights_file(source: Any) -> bool:
     if not isinstance(source, (str, os.PathLike)):
         return False
     p = Path(os.fspath(source))
-    return p.suffix.lower() not in (*YAML_SUFFIXES, ".py") and p.is_file()
+    return p.suffix.lower() not in (*YAML_SUFFIXES, ".py", ".onnx") and p.is_file()
 
 
 def deploy(source: Any, *, nc: int | None = None, seed: int = 0, img: int | None = None,
@@ -182,6 +182,9 @@ def graph_of(source: Any, *, nc: int | None = None) -> Graph:
     text = os.fspath(source)
     p = Path(text)
     suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        raise UserError(f"{p}: an ONNX file holds no architecture we can rebuild; compile takes "
+                        f"it, other verbs need the model (zoo name, cfg, DSL file, checkpoint)")
     if suffix in YAML_SUFFIXES:
         from ..ir.yaml_io import from_yaml
         return with_nc(from_yaml(p), nc)
@@ -203,7 +206,8 @@ def graph_of(source: Any, *, nc: int | None = None) -> Graph:
         raise UserError(f"{text}: no such file")
     if text in zoo.names():
         return zoo.get(text, nc=80 if nc is None else nc)
-    raise UserError(f"unknown model {text!r}: not a file and not in the zoo ({', '.join(zoo.names())}); "
+    raise UserError(f"unknown model {text!r}: not a file and not in the zoo "
+                    f"({', '.join(zoo.names())}); "
                     f"give a zoo name, a DSL .py, a cfg .yaml, a .ckpt or an official .pt")
 
 
@@ -267,5 +271,6 @@ def model_name(source: Any) -> str:
     return g.name if isinstance(g, Graph) else type(source).__name__
 
 
-__all__ = ["deploy", "graph_from_dsl", "graph_of", "is_deployed", "is_our_checkpoint", "load_checkpoint",
+__all__ = ["deploy", "graph_from_dsl", "graph_of", "is_deployed", "is_our_checkpoint",
+           "load_checkpoint",
            "load_any_checkpoint", "model_name", "random_model", "resolve", "save", "with_nc"]

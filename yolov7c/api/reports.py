@@ -6,7 +6,7 @@ import os
 from typing import Any, Sequence
 
 from ..errors import UserError
-from .args import output_path, positive_int
+from .args import check_stride, output_path
 from .models import graph_of
 
 FORMATS = ("text", "md", "html", "json")
@@ -35,12 +35,13 @@ def report(source: Any = None, *, img: int | None = None, nc: int | None = None,
     if fmt not in FORMATS:
         raise UserError(f"fmt {fmt!r}: expected one of {', '.join(FORMATS)}", arg="fmt")
     dest = output_path(out) if out is not None else None
-    if img is not None:
-        positive_int(img, "img")
     if zoo:
         if source is not None or compare_deploy or deploy:
             raise UserError("zoo: reports every model; drop the model source, deploy and "
                             "compare_deploy", arg="zoo")
+        if img is not None or by:
+            raise UserError("zoo: every model is reported at its own size with fixed tables; "
+                            "drop img and by", arg="zoo")
         latency = None
         if bench is not None:
             from ..backends.bench import latencies, read_json
@@ -58,6 +59,8 @@ def report(source: Any = None, *, img: int | None = None, nc: int | None = None,
             raise UserError("source: name a model (e.g. yolov7) or report the zoo",
                             arg="source")
         graph = graph_of(source, nc=nc)
+        if img is not None:
+            check_stride(img, graph.max_stride)
         if compare_deploy:
             if deploy:
                 raise UserError("deploy: compare_deploy already shows both forms; drop deploy",

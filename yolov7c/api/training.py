@@ -27,10 +27,10 @@ from ..io_util import write_text_atomic
 from ..ir.graph import Graph
 from ..ir.serialize import graph_from_dict
 from ..train import ddp
-from ..train.hyp import load_hyp
+from ..train.hyp import load_hyp, save_hyp
 from ..train.trainer import Settings, Trainer, check_data
 from ..train.transfer import transfer
-from .args import check_img, check_nc, positive_int
+from .args import check_nc, image_size, positive_int
 from .models import model_name, resolve, with_nc
 
 WEIGHTLESS_SUFFIXES = (".py", ".yaml", ".yml")
@@ -72,7 +72,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     val_ds = load_dataset(data, "val") if e.main else None
     model, report = build_model(source, nc if nc is not None else _default_nc(source, train_ds),
                                 seed)
-    img = 640 if img is None else check_img(model, img)
+    img = image_size(model, img)
     check_data(train_ds, val_ds, model.nc, str(data))
     hyp_d = load_hyp(hyp if hyp is not None else default_hyp(model))
     settings = Settings(data=str(data), img=img, epochs=epochs, batch=batch, hyp=hyp_d,
@@ -82,7 +82,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
                         val_batch=val_batch, time_limit=time_limit, source=model_name(source))
     run_dir = _run_dir(out, name, e)
     if e.main:
-        write_text_atomic(run_dir / "hyp.yaml", yaml.safe_dump(hyp_d, sort_keys=False))
+        save_hyp(hyp_d, run_dir / "hyp.yaml")
         write_text_atomic(run_dir / "settings.yaml", yaml.safe_dump(
             {k: v for k, v in settings.to_extra().items() if k != "hyp"}, sort_keys=False))
     meta = {"source": str(source) if isinstance(source, (str, os.PathLike)) else

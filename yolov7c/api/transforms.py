@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..ir.graph import Graph
-from .args import output_path, positive_float, positive_int
+from .args import check_stride, output_path, positive_float, positive_int
 from .models import graph_of, model_name, resolve, save
 
 
@@ -103,9 +103,7 @@ def scale(source: Any, *, depth: float | None = None, width: float | None = None
                         arg="target_gflops")
     base = graph_of(source)
     if img is not None:
-        from ..ir.analysis import check_img as check_graph_img
-        positive_int(img, "img")
-        check_graph_img(base, img)
+        check_stride(img, base.max_stride)
     img = img or default_img(base)
     kw = dict(light=light, lead=lead, round_to=round_to)
     if target_gflops is not None or target_params is not None:

@@ -5,12 +5,15 @@ They live apart from any one backend so ONNX and TVM share them without importin
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..ir.graph import Graph
 
 INPUT_NAME = "images"
 
@@ -96,3 +99,11 @@ def all_finite(t: torch.Tensor) -> bool:
     if not t.is_floating_point() or t.numel() == 0:
         return True
     return bool(torch.isfinite(t.sum(dtype=torch.float64))) or bool(torch.isfinite(t).all())
+
+
+def params_of(graph: "Graph") -> int:
+    """The parameter count a graph declares (no tensor is built). Parameters do not depend on
+    the image size; analysis needs one its strides divide, so take a multiple of the largest."""
+    from ..ir.analysis import analyze
+    s = max(graph.strides or (32,))
+    return int(analyze(graph, s * max(1, 640 // s)).params)

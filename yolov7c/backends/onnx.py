@@ -70,8 +70,9 @@ def add_nms(proto, iou_thr: float = 0.45, score_thr: float = 0.25, max_det: int 
     p = "nms_"
 
     def const(name: str, value, dtype) -> str:
-        g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), f"{p}k_{name}"))
-        return f"{p}k_{name}"
+        full = f"{p}k_{name}"   # initializers and node outputs share one namespace
+        g.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), full))
+        return full
 
     def node(op: str, inputs: list[str], name: str, **attrs) -> str:
         g.node.append(helper.make_node(op, inputs, [p + name], name=p + name, **attrs))

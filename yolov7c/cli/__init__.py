@@ -79,6 +79,8 @@ def flag_map(parser: argparse.ArgumentParser) -> dict[str, str]:
 def user_message(e: BaseException, flags: dict[str, str]) -> str:
     """One printable line; a leading library argument name becomes its flag."""
     msg = _ESCAPES.sub("", " ".join(str(e).split()))[:500]
+    if msg.startswith("--"):  # already speaks in flags
+        return msg
     arg = getattr(e, "arg", None)
     m = re.match(r"([a-z][a-z_]*)(?=[ :=]|$)", msg)
     lead = m.group(1) if m else None
@@ -117,6 +119,7 @@ def routed_output(command: str, as_json: bool, verbose: bool) -> Iterator[None]:
     old_streams = sys.stdout, sys.stderr
     opened: list[Any] = []
     log_file = None
+    sinks = len(_json_sink)
     try:
         if real:
             sys.stdout.flush()
@@ -132,7 +135,7 @@ def routed_output(command: str, as_json: bool, verbose: bool) -> Iterator[None]:
                 path = log_path(command)
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    log_file = open(path, "w")
+                    log_file = open(path, "w", buffering=1)
                 except OSError:
                     log_file = open(os.devnull, "w")
                 os.dup2(log_file.fileno(), 1)
@@ -151,8 +154,7 @@ def routed_output(command: str, as_json: bool, verbose: bool) -> Iterator[None]:
             sys.stdout.flush()
             sys.stderr.flush()
         sys.stdout, sys.stderr = old_streams
-        if _json_sink:
-            _json_sink.pop()
+        del _json_sink[sinks:]
         _unconfigure_logging()
         for fd_to, fd_from in zip((1, 2), saved):
             os.dup2(fd_from, fd_to)

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zoo name, DSL .py, cfg .yaml (fresh weights), or our .ckpt / an "
                    "official .pt (fine-tuning)")
     p.add_argument("--data", help="data YAML (train and val splits)")
-    p.add_argument("--img", type=int, help="training and validation size (640)")
+    p.add_argument("--img", type=int, help="training and validation size (the model's: 640 P5, "
+                   "1280 P6)")
     p.add_argument("--epochs", type=int, default=300, help="epochs (300)")
     p.add_argument("--batch", type=int, default=16,
                    help="total batch over all processes (16); gradients accumulate to 64")

@@ -47,7 +47,7 @@ class T:
 class Builder:
     """Accumulates nodes in creation order; ``build()`` returns a validated ``Graph``."""
 
-    def __init__(self, name: str, in_channels: int = 3, act: str = "silu") -> None:
+    def __init__(self, name: str, in_channels: int = 3, act: str = _CONV["act"]) -> None:
         self.name = name
         self.in_channels = in_channels
         self.act = act

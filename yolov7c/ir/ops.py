@@ -20,6 +20,29 @@ from ..errors import UserError
 ACTIVATIONS = ("silu", "leaky", "relu", "identity")
 
 
+# Value rules of the integer attributes (inclusive bounds) and the boolean ones, declared once
+# for every reader: graph validation (so the DSL, YAML and checkpoint specs all get them).
+INT_RANGES: Mapping[str, tuple[int, int]] = {
+    "k": (1, 63), "s": (1, 16), "g": (1, 1 << 16), "scale": (1, 16), "step": (1, 16),
+    "parts": (1, 256), "stages": (1, 256)}
+BOOL_ATTRS = ("bn", "bias")
+
+
+def check_value(name: str, v: Any) -> str | None:
+    """Why ``v`` is not a valid value of attribute ``name``; None when it is, or when it is
+    symbolic or a width (widths may be exact fractions or sympy expressions)."""
+    if name in BOOL_ATTRS:
+        return None if isinstance(v, bool) else "must be true or false"
+    if name in INT_RANGES:
+        lo, hi = INT_RANGES[name]
+        items = v if isinstance(v, tuple) and name == "k" else (v,)
+        for x in items:
+            if isinstance(x, bool) or (isinstance(x, (int, float, Fraction)) and not (
+                    isinstance(x, int) and lo <= x <= hi)):
+                return f"must be an integer in [{lo}, {hi}]"
+    return None
+
+
 class OpError(ValueError):
     """An op's attributes or inputs are inconsistent (the graph adds the node's name)."""
 
@@ -132,6 +155,10 @@ class OpSpec:
         for a in self.attrs_required:
             if a not in attrs:
                 raise OpError(f"missing attribute {a!r}")
+        for a, v in attrs.items():
+            why = check_value(a, v)
+            if why is not None:
+                raise OpError(f"attribute {a}={v!r} {why}")
         act = attrs.get("act")
         if act is not None and act not in ACTIVATIONS:
             raise OpError(f"unknown activation {act!r}; expected one of {ACTIVATIONS}")

@@ -125,7 +125,10 @@ def _head_args(args: Sequence[Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return {"nc": nc, "anchors": _anchors(anchors)}
 
 
-def _simple(op: str, allowed: int) -> Callable[[Sequence[Any], float, Mapping[str, Any]], tuple[str, dict]]:
+Parser = Callable[[Sequence[Any], float, Mapping[str, Any]], tuple[str, dict]]
+
+
+def _simple(op: str, allowed: int) -> Parser:
     def parse(args, gw, top):
         if len(args) > allowed:
             raise _RowError(f"{op} takes at most {allowed} argument(s), got {_show(list(args))}")
@@ -137,7 +140,7 @@ def _arg(a: Sequence[Any], i: int, default: Any) -> Any:
     return a[i] if len(a) > i else default
 
 
-def _pool(op: str, k_default: int) -> Callable[[Sequence[Any], float, Mapping[str, Any]], tuple[str, dict]]:
+def _pool(op: str, k_default: int) -> Parser:
     def parse(a, gw, top):
         if len(a) > 2:
             raise _RowError(f"{op} takes [k, s], got {_show(list(a))}")
@@ -179,7 +182,7 @@ def _sppcspc(a: Sequence[Any], gw: float, top: Mapping[str, Any]) -> tuple[str, 
 
 
 # official module name → parser(args, width_multiple, cfg) -> (our op, attrs)
-MODULES: dict[str, Callable[[Sequence[Any], float, Mapping[str, Any]], tuple[str, dict]]] = {
+MODULES: dict[str, Parser] = {
     "Conv": lambda a, gw, top: ("Conv", _conv_args(a, gw)),
     "RepConv": lambda a, gw, top: ("RepConv", _conv_args(a, gw, default_k=3)),
     "MP": _pool("MP", 2),
@@ -297,7 +300,8 @@ def from_cfg(cfg: Mapping[str, Any], name: str = "model", source: str = "<cfg>")
         raise UserError(f"{source}: {len(rows)} rows; a cfg has 1 to {MAX_ROWS:,}")
     nodes: list[Node] = []
     for i, (section, row) in enumerate(rows):
-        where = f"{source}: {section} row {i if section == 'backbone' else i - len(cfg['backbone'])} (layer {i})"
+        row_no = i if section == "backbone" else i - len(cfg["backbone"])
+        where = f"{source}: {section} row {row_no} (layer {i})"
         try:
             if not isinstance(row, list) or len(row) != 4:
                 raise _RowError(f"a row is [from, number, module, args], got {_show(row)}")

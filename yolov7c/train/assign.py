@@ -31,7 +31,8 @@ from .boxes import pairwise_iou, xywh_to_xyxy
 
 @dataclass
 class Candidates:
-    """Flat candidate list (official order). ``gt`` indexes the target row that proposed it."""
+    """Flat candidate list (official order). ``gt`` indexes the target row that proposed it;
+    ``row`` is the cell's row in its level's map viewed as (B·na·ny·nx, 5 + nc)."""
 
     level: torch.Tensor
     b: torch.Tensor
@@ -39,17 +40,20 @@ class Candidates:
     gj: torch.Tensor
     gi: torch.Tensor
     gt: torch.Tensor
+    row: torch.Tensor
 
 
 @dataclass
 class LevelMatch:
-    """Positives of one level: image, anchor, cell row/col, and the target row assigned."""
+    """Positives of one level: image, anchor, cell row/col, the target row assigned, and the
+    cell's row in the level's map viewed as (B·na·ny·nx, 5 + nc)."""
 
     b: torch.Tensor
     a: torch.Tensor
     gj: torch.Tensor
     gi: torch.Tensor
     gt: torch.Tensor
+    row: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.b.shape[0])
@@ -81,7 +85,9 @@ def candidates(targets: torch.Tensor, anchors: torch.Tensor, grids: Sequence[tup
     hi = gain.long()[lvl] - 1
     gi = torch.minimum(cell[:, 0], hi[:, 0]).clamp_(min=0)
     gj = torch.minimum(cell[:, 1], hi[:, 1]).clamp_(min=0)
-    return Candidates(lvl, targets[t, 0].long(), a, gj, gi, t)
+    b = targets[t, 0].long()
+    row = ((b * na + a) * (hi[:, 1] + 1) + gj) * (hi[:, 0] + 1) + gi
+    return Candidates(lvl, b, a, gj, gi, t, row)
 
 
 def _slots(img: torch.Tensor, batch: int) -> tuple[torch.Tensor, int]:
@@ -105,13 +111,6 @@ def class_cost_terms(cls_logits: torch.Tensor, obj_logit: torch.Tensor
     return F.softplus(z).sum(-1), z
 
 
-def gather_cells(pred: torch.Tensor, b: torch.Tensor, a: torch.Tensor, gj: torch.Tensor,
-                  gi: torch.Tensor) -> torch.Tensor:
-    """pred[b, a, gj, gi] (n, no) through one flat row index (cheaper than 4-index gather)."""
-    _, na, ny, nx, no = pred.shape
-    return pred.reshape(-1, no).index_select(0, ((b * na + a) * ny + gj) * nx + gi)
-
-
 @torch.no_grad()
 def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidates,
            anchors: torch.Tensor, strides: Sequence[float], img_wh: tuple[float, float],
@@ -122,11 +121,11 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
     nl, batch, dev = len(preds), preds[0].shape[0], targets.device
     empty = torch.zeros(0, dtype=torch.long, device=dev)
     if cand.b.numel() == 0 or targets.shape[0] == 0:
-        return [LevelMatch(empty, empty, empty, empty, empty) for _ in range(nl)]
+        return [LevelMatch(empty, empty, empty, empty, empty, empty) for _ in range(nl)]
     # predictions at the candidates (candidates are level-major: one slice per level)
     counts = torch.bincount(cand.level, minlength=nl).tolist()
-    p = torch.cat([gather_cells(preds[i], b, a, gj, gi) for i, (b, a, gj, gi) in enumerate(zip(
-        *(x.split(counts) for x in (cand.b, cand.a, cand.gj, cand.gi))))]).float()
+    p = torch.cat([preds[i].reshape(-1, preds[i].shape[-1]).index_select(0, r)
+                   for i, r in enumerate(cand.row.split(counts))]).float()
     stride = p.new_tensor(list(strides))[cand.level, None]
     grid = torch.stack((cand.gi, cand.gj), 1).to(p.dtype)
     # xy = (2σ − 0.5 + cell)·stride, wh = (2σ)²·anchor·stride (the official decode)
@@ -204,5 +203,5 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
     counts = torch.bincount(lvl, minlength=nl).tolist()
     rows, gt = rows[by_level], gt[by_level]
     fields = [x.split(counts) for x in (cand.b[rows], cand.a[rows], cand.gj[rows], cand.gi[rows],
-                                         gt)]
+                                         gt, cand.row[rows])]
     return [LevelMatch(*f) for f in zip(*fields)]

@@ -16,8 +16,8 @@ def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of every box of ``a`` (..., N, 4) with every box of ``b`` (..., M, 4), corners;
     leading dimensions broadcast (a batch of images at once) → (..., N, M). Written per
     coordinate, in place where it can, because the (N, M) temporaries dominate its cost."""
-    ax1, ay1, ax2, ay2 = (a[..., :, None, i] for i in range(4))
-    bx1, by1, bx2, by2 = (b[..., None, :, i] for i in range(4))
+    ax1, ay1, ax2, ay2 = a[..., :, None, :].unbind(-1)
+    bx1, by1, bx2, by2 = b[..., None, :, :].unbind(-1)
     iw = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
     inter = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0).mul_(iw)
     del iw

@@ -88,7 +88,13 @@ class Criterion:
             raise UserError(f"outputs: expected {self.nl} (or {2 * self.nl} with the aux head) "
                             f"raw maps (B, {self.na}, H, W, {self.nc + 5}), got {shapes}; pass "
                             f"the model's train-mode output")
-        return outs[: self.nl], (outs[self.nl:] if len(outs) == 2 * self.nl else None)
+        lead, aux = outs[: self.nl], (outs[self.nl:] if len(outs) == 2 * self.nl else None)
+        for i, a in enumerate(aux or []):
+            if a.shape[:4] != lead[i].shape[:4]:
+                raise UserError(f"outputs: aux map {i} is {tuple(a.shape)} but lead map {i} is "
+                                f"{tuple(lead[i].shape)}; the aux head must see each level at "
+                                f"the lead head's stride")
+        return lead, aux
 
     def _check_targets(self, targets: torch.Tensor, batch: int) -> torch.Tensor:
         if targets.dim() != 2 or targets.shape[1] != 6:
@@ -135,9 +141,8 @@ class Criterion:
                 obj = obj + F.softplus(pi[..., 4].contiguous()).sum() * wobj
             n = len(m)
             if n:
-                lin = ((m.b * na + m.a) * ny + m.gj) * nx + m.gi         # cell row in pi
-                ps_l.append(pi.reshape(-1, no).index_select(0, lin))
-                lin_l.append(lin + offset)
+                ps_l.append(pi.reshape(-1, no).index_select(0, m.row))
+                lin_l.append(m.row + offset)
                 anc_l.append(m.a + lvl * na)
                 gi_l.append(m.gi)
                 gj_l.append(m.gj)

@@ -27,7 +27,7 @@ from torch import nn
 
 from ...errors import UserError, one_line, show
 from ...io_util import atomic_path
-from ..common import all_finite
+from ..common import all_finite, params_of
 from ...ir.graph import Graph
 from ...ir.serialize import graph_from_dict, graph_to_dict
 from .lower import YoloModel
@@ -186,11 +186,10 @@ def _check_sizes(p: Path, graph: Graph, pipeline: list[str], sd: dict[str, torch
     """Compare the parameters the spec declares with the weights present, before lowering
     allocates them: the deploy form is the smallest any pipeline makes, so a state_dict
     with fewer elements than it cannot belong to the spec."""
-    from ...ir.analysis import analyze
     from ...ir.deploy import to_deploy
     try:
-        declared = analyze(graph, 640).params
-        smallest = analyze(to_deploy(graph), 640).params if pipeline else declared
+        declared = params_of(graph)
+        smallest = params_of(to_deploy(graph)) if pipeline else declared
     except UserError as e:
         raise UserError(f"{p}: the stored spec does not analyse ({one_line(e, 160)})",
                         arg="path") from None

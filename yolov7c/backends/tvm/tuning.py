@@ -66,7 +66,8 @@ class TuneReport:
     reused_tasks: int = 0              # tasks whose workload the database already had
     pipeline: str = "prepack"
     stopped: str | None = None         # "SIGINT"/"SIGTERM"/"max_seconds" when cut short
-    curve: list[tuple[float, int, float | None]] = field(default_factory=list)
+    # (seconds, records measured, kernel-sum estimate over tuned tasks, tasks untuned)
+    curve: list[tuple[float, int, float, int]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -300,7 +301,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             say("[tune] cost model retrained from %d database records in %.1f s", k,
                 time.perf_counter() - t0)
         measured, stalled, rounds = 0, [0] * n, [0] * n
-        curve: list[tuple[float, int, float | None]] = []
+        curve: list[tuple[float, int, float, int]] = []
 
         def estimate() -> tuple[float, int]:
             return (sum(b * wt for b, wt in zip(best, weights) if b is not None),
@@ -331,7 +332,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             best[i] = _best_ms(db, wls[i])
             el = time.perf_counter() - t_start
             est, untuned = estimate()
-            curve.append((el, measured, None if untuned else est))
+            curve.append((el, measured, est, untuned))
             rate = el / max(measured, 1)
             b = best[i]
             say("[tune] task %d/%d %-32s %4d records, best %s | %d/%d | estimate %.2f ms%s | "
