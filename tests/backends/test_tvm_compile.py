@@ -32,11 +32,22 @@ def test_llvm_matches_torch(tmp_path, kind, bk):
     bk.assert_close(_ref(model, x), btvm.load(out)(x), f"tvm-llvm-{kind}")
 
 
-def test_onnx_frontend_matches_torch(tmp_path, tiny_p5, bk):
+def test_onnx_file_compiles_and_matches_torch(tmp_path, tiny_p5, bk):
+    """A user with only an .onnx file: compile_onnx reads its shape (img fills dynamic
+    dims, must agree with static ones) and the library equals PyTorch."""
+    from yolov7c.backends.onnx import export_onnx
+    onnx_path = export_onnx(tiny_p5, 128, tmp_path / "m.onnx", dynamic_batch=True)
+    with pytest.raises(UserError, match="fixed at 128x128; leave img out") as e:
+        btvm.compile_onnx(onnx_path, "llvm", tmp_path / "x.so", img=160)
+    assert e.value.arg == "img"
+    with pytest.raises(UserError, match="not a readable ONNX file"):
+        btvm.compile_onnx(tmp_path / "m.onnx.bad" if (tmp_path / "m.onnx.bad").write_bytes(
+            b"junk") else None, "llvm", tmp_path / "x.so")
     out = tmp_path / "o.so"
-    btvm.compile_model(tiny_p5, "llvm", 128, out, frontend="onnx", verbose=False)
+    meta = btvm.compile_onnx(onnx_path, "llvm", out, verbose=False)
+    assert meta.input_shape == [1, 3, 128, 128] and meta.outputs == ["output"]
     x = bx.example_input(tiny_p5, 128, seed=5)
-    bk.assert_close(_ref(tiny_p5, x, raw=False), btvm.load(out)(x), "tvm-onnx-frontend")
+    bk.assert_close(_ref(tiny_p5, x, raw=False), btvm.load(out)(x), "tvm-onnx-file")
 
 
 def _file_kind(path) -> str:

@@ -108,15 +108,16 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
     import torch
 
     from . import onnx as bx
+    from .common import Outputs, example_input
 
     backends = check_backends(backends)
     torch.set_num_threads(threads)
-    x = bx.example_input(dep, img, seed=0)
+    x = example_input(dep, img, seed=0)
     xn = x.numpy()
     peak = measure_peak_gflops(threads)
     load0 = os.getloadavg()[0]
     with torch.no_grad():
-        ref = bx.Outputs(dep)(x)[0].numpy()
+        ref = Outputs(dep)(x)[0].numpy()
 
     rows: list[dict[str, Any]] = []
     tmp = tempfile.mkdtemp(prefix="yolov7c-bench-")

@@ -85,7 +85,8 @@ def user_message(e: BaseException, flags: dict[str, str]) -> str:
     m = re.match(r"([a-z][a-z_]*)(?=[ :=]|$)", msg)
     lead = m.group(1) if m else None
     for name in (arg, lead):
-        dest = ARG_ALIASES.get(name, name) if name else None
+        # the verb's own flag first (detect --source), then the library alias
+        dest = (name if name in flags else ARG_ALIASES.get(name, name)) if name else None
         if dest not in flags:
             continue
         if msg.startswith(name):  # "img 0: ..." → "--img 0: ..."
