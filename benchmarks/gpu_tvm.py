@@ -6,6 +6,10 @@ fp16) and onnxruntime (CUDA EP when the installed package has it).
 
 Writes DIR/gpu_tvm.json and prints a table. Timings are device-resident (inputs on the GPU,
 synchronised per call) except onnxruntime, which copies numpy in and out (noted).
+
+Status: written for the lent GPU machine (TVM travels there as carried files: the wheel's
+259 MB compiler library compresses to 61-74 MB, over one call's 64 MiB, so it goes in two
+parts); NOT yet run: the session's device time was used up before the first command.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """It learns: yolov7-tiny trained on the synthetic shapes set, on this CPU, within a
 wall-clock budget; prints the mAP curve and writes JSON (not a CI test).
 
-    python benchmarks/train_learns.py --minutes 20 --out runs/bench/train_learns.json
+    python benchmarks/train_learns.py --minutes 20 --img 128 --epochs 40
     python benchmarks/train_learns.py --model ../shared/fixtures/yolov7-tiny-official.pt
 
 From scratch by default; ``--model`` a checkpoint fine-tunes it (new 3-class head).
@@ -50,7 +50,7 @@ def main() -> int:
                     help="torch threads (1: on a loaded 2-core machine two spinning OpenMP "
                     "threads ran ~10× slower than one; the loader worker uses the other core)")
     ap.add_argument("--work", default="runs/bench/train_learns", help="data + run folder")
-    ap.add_argument("--out", default="runs/bench/train_learns.json")
+    ap.add_argument("--out", default="benchmarks/results/train_learns.json")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
@@ -74,7 +74,8 @@ def main() -> int:
               f"{float(r['mAP50']):>8.3f} {float(r['mAP50-95']):>10.3f}")
     best50 = max(float(r["mAP50"]) for r in rows)
     result = {"model": a.model, "device": a.device, "threads": a.threads, "img": a.img,
-              "train_images": a.train, "val_images": a.val, "nc": a.nc, "batch": a.batch, "epochs_planned": a.epochs,
+              "train_images": a.train, "val_images": a.val, "nc": a.nc, "batch": a.batch,
+              "epochs_planned": a.epochs,
               "epochs_run": len(rows), "wall_s": round(wall, 1), "budget_s": a.minutes * 60,
               "best_map50": best50, "best_map": s["map"], "goal_map50": 0.5,
               "reached": best50 >= 0.5, "run": s["run"],

@@ -8,7 +8,7 @@ round-robin over tasks; TVM's popen builder). ``new`` = the default now ("prepac
 layout rewrite at tune and build time; rounds weighted by latency share, heaviest kernels
 first; in-process builds and timing). Each config tunes a fresh database for ``--minutes``,
 then the library built from it is timed against onnxruntime (same threads, same input,
-fp32, batch 1). Writes ``tune_convergence_<model>_<img>.json`` and a plot of the
+fp32, batch 1; timed interleaved, so every backend sees the same load). Writes ``tune_convergence_<model>_<img>.json`` and a plot of the
 kernel-sum estimate vs minutes, with the measured end-to-end points and onnxruntime.
 """
 from __future__ import annotations
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="yolov7-tiny")
     ap.add_argument("--img", type=int, default=416)
-    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--minutes", type=float, default=10.0,
+                    help="tuning per config; 0 = only measure the --keep-db databases")
     ap.add_argument("--configs", default="old,new")
     ap.add_argument("--per-round", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=10)
@@ -88,58 +89,84 @@ def main(argv: list[str] | None = None) -> int:
         sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         ref = sess.run(None, {name: xn})[0]
-        res["onnxruntime_ms"] = _median_ms(lambda: sess.run(None, {name: xn}), a.repeat)
-        res["onnxruntime_load1"] = _load1()
+        runners = {"onnxruntime": lambda: sess.run(None, {name: xn})}
         for cfg in a.configs.split(","):
             kw = CONFIGS[cfg]
             db = Path(a.keep_db or tmp) / f"db_{cfg}"
             t0 = time.perf_counter()
-            rep = btvm.tune(model, "llvm", a.img, db, trials=100000, per_round=a.per_round,
-                            max_seconds=a.minutes * 60, **kw)
-            tune_s = time.perf_counter() - t0
+            entry = dict(kw)
+            if a.minutes > 0:
+                rep = btvm.tune(model, "llvm", a.img, db, trials=100000,
+                                per_round=a.per_round, max_seconds=a.minutes * 60, **kw)
+                entry.update(tune_seconds=time.perf_counter() - t0, records=rep.records_after,
+                             curve=[{"s": s, "records": n, "estimate_ms": e, "untuned": u}
+                                    for s, n, e, u in rep.curve])
+            else:  # measure databases tuned earlier (--keep-db): keep their first curves
+                from yolov7c.backends.tvm.database import validate
+                prev = json.loads((out / f"tune_convergence_{a.model}_{a.img}.json")
+                                  .read_text())["configs"].get(cfg, {})
+                entry.update({k: prev[k] for k in ("tune_seconds", "curve") if k in prev})
+                entry["records"] = validate(db).records  # includes later resumes
             lib = Path(tmp) / f"{cfg}.so"
             meta = btvm.compile_model(model, "llvm", a.img, lib, db_dir=db, verbose=False)
             runner = btvm.load(lib)
-            got = runner(xn)[0]
-            ms = _median_ms(lambda: runner(xn), a.repeat)
-            res["configs"][cfg] = {
-                **kw, "tune_seconds": tune_s, "records": rep.records_after,
-                "tasks": rep.tasks, "tasks_tuned": meta.tasks_tuned,
-                "latency_ms": ms, "load1": _load1(),
-                "max_abs_err_vs_onnxruntime": float(np.abs(got - ref).max()),
-                "curve": [{"s": s, "records": n, "estimate_ms": e, "untuned": u}
-                          for s, n, e, u in rep.curve]}
-            (out / f"tune_convergence_{a.model}_{a.img}.json").write_text(
-                json.dumps(res, indent=1))
+            entry.update(tasks=meta.tasks, tasks_tuned=meta.tasks_tuned,
+                         max_abs_err_vs_onnxruntime=float(np.abs(runner(xn)[0] - ref).max()))
+            runners[cfg] = (lambda r: lambda: r(xn))(runner)
+            res["configs"][cfg] = entry
+        # interleaved timing: every backend sees the same machine load
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for fn in runners.values():
+            fn()
+        res["load1_before_timing"] = _load1()
+        for _ in range(a.repeat):
+            for k, fn in runners.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+        res["load1_after_timing"] = _load1()
+        res["onnxruntime_ms"] = float(np.median(times.pop("onnxruntime")))
+        for k, ts in times.items():
+            res["configs"][k]["latency_ms"] = float(np.median(ts))
+        (out / f"tune_convergence_{a.model}_{a.img}.json").write_text(json.dumps(res, indent=1))
     _plot(res, out / f"tune_convergence_{a.model}_{a.img}.png")
     print(f"onnxruntime {res['onnxruntime_ms']:.1f} ms ({threads} threads)")
     for cfg, r in res["configs"].items():
-        print(f"{cfg:4s} {r['pipeline']:8s} {r['schedule']:11s} {r['records']:5d} records "
-              f"{r['tasks_tuned']}/{r['tasks']} tasks tuned in {r['tune_seconds'] / 60:.1f} min"
+        print(f"{cfg:4s} {r['pipeline']:8s} {r['schedule']:11s} {r.get('records', 0):5d} records"
+              f" {r['tasks_tuned']}/{r['tasks']} tasks tuned in "
+              f"{r.get('tune_seconds', 0) / 60:.1f} min"
               f" -> {r['latency_ms']:.1f} ms ({r['latency_ms'] / res['onnxruntime_ms']:.2f}x "
               "onnxruntime)")
     return 0
 
 
 def _plot(res: dict, path: Path) -> None:
+    """Left: measured candidates vs tuning minutes (how fast each config tunes); right:
+    the end-to-end latency each database gives, against onnxruntime (log scale)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from yolov7c.io_util import atomic_path
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
     for cfg, r in res["configs"].items():
-        pts = [(c["s"] / 60, c["estimate_ms"]) for c in r["curve"] if c["estimate_ms"]]
+        pts = [(c["s"] / 60, c["records"]) for c in r.get("curve", [])]
         if pts:
-            ax.plot(*zip(*pts), label=f"{cfg}: kernel-sum estimate (tuned tasks)")
-        ax.scatter([r["tune_seconds"] / 60], [r["latency_ms"]], marker="x",
-                   label=f"{cfg}: measured end-to-end")
-    ax.axhline(res["onnxruntime_ms"], color="k", ls="--", label="onnxruntime")
+            ax.plot(*zip(*([(0.0, 0)] + pts)), marker=".", label=f"{cfg} ({r['pipeline']}, "
+                    f"{r['schedule']}, {r['builder']})")
     ax.set_xlabel("tuning minutes")
-    ax.set_ylabel("latency ms (batch 1, fp32)")
-    ax.set_yscale("log")
-    ax.set_title(f"{res['model']} @ {res['img']}, {res['threads']} threads")
+    ax.set_ylabel("candidates measured")
     ax.legend(fontsize=8)
+    names = list(res["configs"]) + ["onnxruntime"]
+    vals = [r["latency_ms"] for r in res["configs"].values()] + [res["onnxruntime_ms"]]
+    bx.bar(names, vals, color=["C0", "C1", "C2", "C3"][:len(vals) - 1] + ["k"])
+    for i, r in enumerate(res["configs"].values()):
+        bx.text(i, vals[i], f"{r['tasks_tuned']}/{r['tasks']} tasks", ha="center",
+                va="bottom", fontsize=8)
+    bx.set_yscale("log")
+    bx.set_ylabel("end-to-end ms (batch 1, fp32, interleaved)")
+    fig.suptitle(f"{res['model']} @ {res['img']}, {res['threads']} threads, "
+                 f"load1 {res.get('load1_before_timing', float('nan')):.1f}")
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)

@@ -77,15 +77,26 @@ def test_readme_python_examples_run() -> None:
 
 @pytest.mark.slow
 def test_e2e_main_job(tmp_path: Path) -> None:
-    """The README's main job: every backend within its bound of PyTorch."""
+    """The README's main job: train briefly, then every backend within its bound of PyTorch,
+    the same mAP on every backend, and detect on every backend."""
     pytest.importorskip("onnxruntime")
-    r = cli("e2e", "--img", "256", "--out", str(tmp_path), "--json", cwd=tmp_path)
+    r = cli("e2e", "--img", "160", "--epochs", "1", "--train-images", "8", "--val-images", "4",
+            "--out", str(tmp_path), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
     steps = summary["steps"]
-    assert steps["deploy"]["params"] == 6_219_709  # official fused deploy yolov7-tiny
+    assert Path(steps["train"]["best"]).is_file() and steps["train"]["epochs"] == 1
+    # official fused deploy yolov7-tiny (nc 80) is 6,219,709; the synthetic set has 3 classes,
+    # so each detect conv (inputs 128, 256, 512) has 3·8 outputs instead of 3·85:
+    # 6,219,709 − (129 + 257 + 513)·(255 − 24) = 6,012,040
+    assert steps["deploy"]["params"] == 6_012_040
     assert steps["onnx"]["max_rel_err"] <= 1e-4
     assert "skipped" in steps["tvm"] or steps["tvm"]["max_rel_err"] <= 1e-4
+    built = {"torch", "deploy", "onnxruntime"} | ({"tvm"} if "path" in steps["tvm"] else set())
+    assert set(steps["val"]["backends"]) == built and steps["val"]["map_spread"] <= 1e-3
+    assert set(steps["detect"]["backends"]) == built
+    for d in steps["detect"]["backends"].values():
+        assert len(list(Path(d["out_dir"]).glob("*.png"))) == 2
     assert (tmp_path / "summary.json").exists() and (tmp_path / "yolov7-tiny.onnx").exists()
     assert "Fast mode segfaults" not in r.stderr and "Warning" not in r.stderr
 

@@ -123,9 +123,9 @@ def zoo_names() -> list[str]:
 
 
 def deploy_model(name: str) -> nn.Module:
-    """Zoo model in deploy form (through the verified deploy pass pipeline)."""
-    from yolov7c.cli.backends import build_model
-    return build_model(name)
+    """Zoo model in deploy form (through the verified deploy pass pipeline), via the API."""
+    from yolov7c.api.models import deploy
+    return deploy(name).eval()
 
 
 def assert_close(ref: list[np.ndarray], got: list[np.ndarray], label: str,

@@ -36,13 +36,17 @@ def test_onnx_file_compiles_and_matches_torch(tmp_path, tiny_p5, bk):
     """A user with only an .onnx file: compile_onnx reads its shape (img fills dynamic
     dims, must agree with static ones) and the library equals PyTorch."""
     from yolov7c.backends.onnx import export_onnx
-    onnx_path = export_onnx(tiny_p5, 128, tmp_path / "m.onnx", dynamic_batch=True)
+    onnx_path = export_onnx(tiny_p5, 128, tmp_path / "m.onnx")
     with pytest.raises(UserError, match="fixed at 128x128; leave img out") as e:
         btvm.compile_onnx(onnx_path, "llvm", tmp_path / "x.so", img=160)
     assert e.value.arg == "img"
     with pytest.raises(UserError, match="not a readable ONNX file"):
         btvm.compile_onnx(tmp_path / "m.onnx.bad" if (tmp_path / "m.onnx.bad").write_bytes(
             b"junk") else None, "llvm", tmp_path / "x.so")
+    dyn = export_onnx(tiny_p5, 128, tmp_path / "d.onnx", dynamic_batch=True)
+    with pytest.raises(UserError, match="dynamic dimensions .*export it with a static batch"):
+        btvm.compile_onnx(dyn, "llvm", tmp_path / "x.so")
+    assert sorted(os.listdir(tmp_path)) == ["d.onnx", "m.onnx", "m.onnx.bad"]
     out = tmp_path / "o.so"
     meta = btvm.compile_onnx(onnx_path, "llvm", out, verbose=False)
     assert meta.input_shape == [1, 3, 128, 128] and meta.outputs == ["output"]

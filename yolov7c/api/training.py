@@ -80,7 +80,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
                         clip=clip, sync_bn=sync_bn, min_warmup_iters=min_warmup_iters,
                         nominal_batch=positive_int(nominal_batch, "nominal_batch"),
                         val_batch=val_batch, time_limit=time_limit, source=model_name(source))
-    run_dir = _run_dir(out, name, e)
+    run_dir = _run_dir(out, name, e, device)
     if e.main:
         save_hyp(hyp_d, run_dir / "hyp.yaml")
         write_text_atomic(run_dir / "settings.yaml", yaml.safe_dump(
@@ -115,12 +115,12 @@ def _evaluator(s: Settings):
     return run
 
 
-def _run_dir(out: str | os.PathLike, name: str, e: ddp.DistEnv) -> Path:
-    """Rank 0 claims ``out/name{N}``; the other ranks learn it from rank 0."""
+def _run_dir(out: str | os.PathLike, name: str, e: ddp.DistEnv, device: str | None) -> Path:
+    """Rank 0 claims ``out/name{N}``; the other ranks learn it from rank 0 (the process
+    group joined here, with the backend of the run's device, is the trainer's)."""
     if not e.distributed:
         return next_run_dir(out, name)
-    device = ddp.device_for(None if torch.cuda.is_available() else "cpu", e)
-    ddp.setup(e, device)
+    ddp.setup(e, ddp.device_for(device, e))
     return Path(ddp.broadcast(str(next_run_dir(out, name)) if e.main else None))
 
 

@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_convert_yaml)
 
-    p = sub.add_parser("e2e", help="the main job end to end on a synthetic image: report → "
-                       "verified deploy → ONNX/onnxruntime → TVM, each checked against torch")
+    p = sub.add_parser("e2e", help="the main job end to end on a synthetic set: short training → "
+                       "report → verified deploy → ONNX/onnxruntime → TVM (each checked "
+                       "against torch) → val and detect on every backend")
     p.add_argument("model", nargs="?", default="yolov7-tiny",
                    help="any model source: zoo name (default yolov7-tiny), DSL .py, cfg .yaml, "
                         "checkpoint, official .pt")
@@ -39,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and image")
     p.add_argument("--out", default="runs/e2e", help="folder for artifacts (runs/e2e)")
     p.add_argument("--no-tvm", action="store_true", help="skip the TVM step")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="epochs of the short training run on the synthetic set (0: none)")
+    p.add_argument("--train-images", type=int, default=32, help="synthetic training images")
+    p.add_argument("--val-images", type=int, default=8, help="synthetic validation images")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_e2e)
 
@@ -90,7 +95,8 @@ def cmd_e2e(args: argparse.Namespace) -> int:
     from ..e2e import CheckFailed, run_e2e
     try:
         summary = run_e2e(args.model, args.img, args.nc, args.out, not args.no_tvm,
-                          seed=args.seed)
+                          seed=args.seed, epochs=args.epochs, train_images=args.train_images,
+                          val_images=args.val_images)
     except CheckFailed as e:
         print(f"yolov7c e2e: check failed: {e}", file=sys.stderr)
         return 1
@@ -103,6 +109,15 @@ def cmd_e2e(args: argparse.Namespace) -> int:
         for name, st in steps.items():
             if st.get("skipped"):
                 print(f"  {name:<8} skipped")
+            elif name == "train":
+                print(f"  {name:<8} loss {st['first_loss']:.4f} → {st['last_loss']:.4f} in "
+                      f"{st['epochs']} epochs; weights {st['best']}")
+            elif name == "val":
+                maps = ", ".join(f"{k} {v['map']:.4f}" for k, v in st["backends"].items())
+                print(f"  {name:<8} mAP@.5:.95 {maps} (spread {st['map_spread']:.1e})")
+            elif name == "detect":
+                boxes = ", ".join(f"{k} {v['boxes']}" for k, v in st["backends"].items())
+                print(f"  {name:<8} boxes {boxes}")
             elif "max_rel_err" in st and st["max_rel_err"] is not None:
                 print(f"  {name:<8} max relative error {st['max_rel_err']:.1e} "
                       f"(bound 1e-04)" + (f"  {st['path']}" if "path" in st else ""))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from ..errors import UserError, one_line, show
+from . import ops
 from .graph import GRAPH_INPUT, BlockInfo, Graph, Node
 
 # activation spellings found in official cfgs → our names (matched, not evaluated)
@@ -382,29 +383,33 @@ def _read(source: str | os.PathLike) -> tuple[str, str, str]:
 
 # ----- export -----------------------------------------------------------------------------------
 def _export_args(n: Node) -> list[Any]:
-    a = n.attrs
+    if n.op in HEADS:
+        return ["nc", "anchors"]
+    if n.op not in _EXPORTABLE:
+        raise UserError(f"{n.where()}: op {n.op} has no official cfg form")
+    a = ops.get(n.op).complete(n.attrs)  # the catalog's defaults, never restated here
     if n.op in ("Conv", "RepConv"):
-        if n.op == "Conv" and (not a.get("bn", True) or a.get("bias", False)):
+        if n.op == "Conv" and (not a["bn"] or a["bias"]):
             raise UserError(f"{n.where()}: a BN-folded conv has no official cfg form; export "
                             f"the unfused graph (to_deploy(g, fuse=False))")
-        out: list[Any] = [a["c"], a.get("k", 1 if n.op == "Conv" else 3), a.get("s", 1)]
-        act, g = a.get("act", "silu"), a.get("g", 1)
+        out: list[Any] = [a["c"], a["k"], a["s"]]
+        act, g = a["act"], a["g"]
         if act != "silu" or g != 1:
             out += [None, g] + ([_ACT_SPELLING[act]] if act != "silu" else [])
         return out
     if n.op in ("DownC", "SPPCSPC"):
-        if a.get("act", "silu") != "silu" or not a.get("bn", True):
+        if a["act"] != "silu" or not a["bn"]:
             raise UserError(f"{n.where()}: the official {n.op} has SiLU convs with BN only")
-        return [a["c"]] if a.get("k", 2) == 2 or n.op == "SPPCSPC" else [a["c"], 1, a["k"]]
-    simple = {"MP": lambda: [] if a.get("k", 2) == 2 else [a["k"]],
-              "SP": lambda: [a.get("k", 3)] + ([a["s"]] if a.get("s", 1) != 1 else []),
-              "Concat": lambda: [a.get("dim", 1)], "Shortcut": lambda: [1], "ReOrg": lambda: [],
-              "Upsample": lambda: [None, a.get("scale", 2), "nearest"]}
-    if n.op in simple:
-        return simple[n.op]()
-    if n.op in HEADS:
-        return ["nc", "anchors"]
-    raise UserError(f"{n.where()}: op {n.op} has no official cfg form")
+        return [a["c"]] if n.op == "SPPCSPC" or a["k"] == 2 else [a["c"], 1, a["k"]]
+    simple = {"MP": lambda: [] if a["k"] == 2 else [a["k"]],
+              "SP": lambda: [a["k"]] + ([a["s"]] if a["s"] != 1 else []),
+              "Concat": lambda: [a["dim"]], "Shortcut": lambda: [1], "ReOrg": lambda: [],
+              "Upsample": lambda: [None, a["scale"], a["mode"]]}
+    return simple[n.op]()
+
+
+_EXPORTABLE = ("Conv", "RepConv", "DownC", "SPPCSPC", "MP", "SP", "Concat", "Shortcut", "ReOrg",
+               "Upsample")
 
 
 def _module_name(op: str) -> str:

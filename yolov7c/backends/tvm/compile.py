@@ -144,11 +144,20 @@ def compile_onnx(path: str | os.PathLike, target: str, out: str | os.PathLike, *
     spec = _check(target, arch, mcpu, db_dir, out)
     say = log.info if verbose else log.debug
     t0 = time.perf_counter()
-    shape, outputs = onnx_input_shape(path, img)
+    shape, outputs, dynamic = onnx_input_shape(path, img)
     say("[compile] import %s at %s via onnx", Path(path).name, "x".join(map(str, shape)))
     mod = from_onnx_file(path, shape)
     secs = {"import": time.perf_counter() - t0}
-    return _finish(mod, spec, list(shape), outputs, out, db_dir, nvcc, secs, say)
+    try:
+        return _finish(mod, spec, list(shape), outputs, out, db_dir, nvcc, secs, say)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - TVM's errors on shape-computing graphs
+        if not dynamic:
+            raise
+        raise UserError(f"model {path}: TVM cannot build this ONNX graph with dynamic "
+                        f"dimensions ({one_line(str(e).splitlines()[-1], 120)}); export it "
+                        "with a static batch (no dynamic_batch)", arg="model") from None
 
 
 def _check(target: str, arch: str | None, mcpu: str | None,

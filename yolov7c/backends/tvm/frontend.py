@@ -48,9 +48,9 @@ def _load_onnx(path: str | os.PathLike):
 
 
 def onnx_input_shape(path: str | os.PathLike, img: int | Sequence[int] | None = None
-                     ) -> tuple[tuple[int, int, int, int], list[str]]:
-    """(static NCHW input shape, output names) of an ONNX file; ``img`` fills dynamic H/W
-    (batch 1 where dynamic) and must agree with static ones."""
+                     ) -> tuple[tuple[int, int, int, int], list[str], bool]:
+    """(static NCHW input shape, output names, had dynamic dims) of an ONNX file; ``img``
+    fills dynamic H/W (batch 1 where dynamic) and must agree with static ones."""
     proto = _load_onnx(path)
     if len(proto.graph.input) != 1:
         raise UserError(f"model {path}: {len(proto.graph.input)} graph inputs; a YOLO model "
@@ -60,6 +60,7 @@ def onnx_input_shape(path: str | os.PathLike, img: int | Sequence[int] | None = 
         raise UserError(f"model {path}: input has rank {len(dims)}; expected (B,3,H,W)",
                         arg="model")
     shape = [int(d.dim_value) if d.HasField("dim_value") else None for d in dims]
+    dynamic = None in shape
     hw = None
     if img is not None:
         hw = (int(img), int(img)) if isinstance(img, (int, float)) else \
@@ -80,7 +81,8 @@ def onnx_input_shape(path: str | os.PathLike, img: int | Sequence[int] | None = 
     if shape[1] != 3:
         raise UserError(f"model {path}: input has {shape[1]} channels; expected 3",
                         arg="model")
-    return (shape[0], shape[1], shape[2], shape[3]), [o.name for o in proto.graph.output]
+    return ((shape[0], shape[1], shape[2], shape[3]), [o.name for o in proto.graph.output],
+            dynamic)
 
 
 def from_onnx_file(path: str | os.PathLike, shape: Sequence[int]):

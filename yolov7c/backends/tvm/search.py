@@ -128,22 +128,30 @@ def cost_model(kind: str, cores: int, seed: int = 0):
     return ms.cost_model.XGBModel(num_tuning_cores=cores, adaptive_training=True)
 
 
-def retrain(cm, contexts: Sequence, database, max_per_task: int = 256) -> int:
+def retrain(cm, contexts: Sequence, database, max_per_task: int = 64) -> int:
     """Teach ``cm`` what ``database`` already measured for ``contexts`` (the safe way to
-    persist a cost model: from the JSON records). Returns the number of records used."""
+    persist a cost model: from the JSON records). XGBoost is trained once, at the end, not
+    after every task's records. Returns the number of records used."""
     from tvm.s_tir.meta_schedule.runner import RunnerResult
     if not hasattr(cm, "booster"):
         return 0
-    n = 0
+    items = []
     for ctx in contexts:
         if not database.has_workload(ctx.mod):
             continue
         wl = database.commit_workload(ctx.mod)
         recs = [r for r in database.get_top_k(wl, max_per_task) if r.run_secs]
-        if not recs:
-            continue
-        cands = [r.as_measure_candidate() for r in recs]
-        res = [RunnerResult(list(r.run_secs), None) for r in recs]
-        cm.update(ctx, cands, res)
-        n += len(recs)
+        if recs:
+            items.append((ctx, recs))
+    adaptive = getattr(cm, "adaptive_training", None)
+    cm.adaptive_training = True  # the threshold below defers training to the last update
+    n = 0
+    try:
+        for j, (ctx, recs) in enumerate(items):
+            cm.last_train_size = 0 if j == len(items) - 1 else 1 << 60
+            cm.update(ctx, [r.as_measure_candidate() for r in recs],
+                      [RunnerResult(list(r.run_secs), None) for r in recs])
+            n += len(recs)
+    finally:
+        cm.adaptive_training = adaptive
     return n
