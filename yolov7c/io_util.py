@@ -31,7 +31,9 @@ _install_lock = threading.Lock()
 _installed: dict[int, Any] = {}
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (ours counts): who still holds a temp file
+    or a lock."""
     if pid == os.getpid():
         return True
     try:
@@ -72,7 +74,7 @@ def sweep_stale_temps(folder: str | os.PathLike, name: str | None = None) -> lis
         except OSError:
             continue
         if m:
-            stale = (not _pid_alive(int(m["pid"])) or age > STALE_AFTER_S) and e.path not in _live
+            stale = (not pid_alive(int(m["pid"])) or age > STALE_AFTER_S) and e.path not in _live
         else:
             stale = bool(legacy and legacy.match(e.name) and age > LEGACY_STALE_AFTER_S)
         if stale:

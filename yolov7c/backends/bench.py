@@ -172,9 +172,14 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
                 add(b, None, "no tuning database (db) and tune_trials 0")
                 continue
             lib = Path(tmp) / "tuned.so"
-            meta = btvm.compile_model(dep, "llvm", img, lib, db_dir=dbp, verbose=False)
+            try:  # a database tuned on another CPU is refused: a row that says so, not a crash
+                meta = btvm.compile_model(dep, "llvm", img, lib, db_dir=dbp, verbose=False)
+            except UserError as e:
+                add(b, None, str(e))
+                continue
             rn = btvm.load(lib)
-            add(b, lambda: rn(xn)[0], f"MetaSchedule db {dbp} ({meta.tuned_records} records)",
+            coverage = meta.notes[-1] if meta.notes else f"{meta.tuned_records} records"
+            add(b, lambda: rn(xn)[0], f"MetaSchedule db {dbp}: {coverage}",
                 time.perf_counter() - t0)
     floor_ms = flops / (peak * 1e9) * 1e3 if flops else None
     for r in rows:

@@ -19,13 +19,10 @@ from torch import nn
 
 from ..errors import UserError
 from ..io_util import atomic_path
-from .common import (INPUT_NAME, Outputs, check_img_size, detect_module, example_input,
-                     max_stride, output_names, prepare)
+from .common import (INPUT_NAME, Outputs, example_input,
+                     output_names, prepare)
 
-# re-exported until backends/tvm imports them from .common (helper T switches)
-__all__ = ["INPUT_NAME", "OPSET", "Outputs", "add_nms", "check_img_size", "detect_module",
-           "example_input", "export_onnx", "max_opset", "max_stride", "ort_session",
-           "output_names", "prepare", "run_onnx"]
+__all__ = ["OPSET", "add_nms", "export_onnx", "max_opset", "ort_session", "run_onnx"]
 
 OPSET = 17
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import UserError, one_line
-from ...io_util import _pid_alive, write_json_atomic
+from ...io_util import pid_alive, write_json_atomic
 
 log = logging.getLogger("yolov7c.tvm")
 
@@ -162,7 +162,7 @@ def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         pid = int(text)
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
     except (OSError, ValueError):
         return None
 
