@@ -1,10 +1,8 @@
 """Datasets (YOLO layout, COCO JSON), the synthetic generator, letterbox and rect batches."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +13,9 @@ from yolov7c.data.batching import batch_shapes
 from yolov7c.data.synth import SHAPES
 from yolov7c.errors import UserError
 
+pytestmark = pytest.mark.one_thread
 
-@contextlib.contextmanager
-def captured_logs(name: str = "yolov7c"):
-    """Records reaching the ``yolov7c`` logger (independent of how other tests or the CLI
-    configured propagation and handlers)."""
-    records: list[logging.LogRecord] = []
-    h = logging.Handler()
-    h.emit = records.append  # type: ignore[method-assign]
-    lg = logging.getLogger(name)
-    old = lg.level
-    lg.addHandler(h)
-    lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        lg.removeHandler(h)
-        lg.setLevel(old)
+
 
 
 def _digest(root: Path) -> str:
@@ -137,7 +121,7 @@ def test_bad_yaml(tmp_path):
         load_dataset(bad)
 
 
-def test_undecodable_image_is_skipped_with_a_warning(tmp_path):
+def test_undecodable_image_is_skipped_with_a_warning(tmp_path, captured_logs):
     y = _yolo_set(tmp_path, "0 0.5 0.5 0.2 0.2\n")
     (tmp_path / "images" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with captured_logs() as records:

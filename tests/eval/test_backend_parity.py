@@ -16,6 +16,8 @@ from yolov7c.api.models import resolve
 from yolov7c.data import make_synthetic
 from yolov7c.eval.nms import box_iou
 
+pytestmark = pytest.mark.one_thread
+
 IMG = 128
 
 

@@ -14,6 +14,8 @@ from torch import nn
 from yolov7c.data import load_dataset
 from yolov7c.eval.metrics import coco_metrics, confusion_matrix
 
+pytestmark = pytest.mark.one_thread
+
 
 def _gt(boxes, cats=(1,), size=(200, 200)):
     return {"images": [{"id": 1, "width": size[1], "height": size[0], "file_name": "a.png"}],

@@ -8,6 +8,8 @@ import torch
 
 from yolov7c import eval as E
 
+pytestmark = pytest.mark.one_thread
+
 
 def ref_nms(pred: np.ndarray, conf: float, iou: float, multi_label: bool, agnostic: bool,
             max_det: int, classes=None) -> np.ndarray:

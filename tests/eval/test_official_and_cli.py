@@ -2,32 +2,16 @@
 `data synth`) with --json and their one-line errors."""
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 from pathlib import Path
 
 import pytest
 
 from yolov7c.cli import main
 
+pytestmark = pytest.mark.one_thread
 
-@contextlib.contextmanager
-def captured_logs(name: str = "yolov7c"):
-    """Records reaching the ``yolov7c`` logger (independent of how other tests or the CLI
-    configured propagation and handlers)."""
-    records: list[logging.LogRecord] = []
-    h = logging.Handler()
-    h.emit = records.append  # type: ignore[method-assign]
-    lg = logging.getLogger(name)
-    old = lg.level
-    lg.addHandler(h)
-    lg.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        lg.removeHandler(h)
-        lg.setLevel(old)
+
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,7 +81,7 @@ def test_cli_errors_are_one_line(argv, pattern, synth_small, capsys):
     assert "Traceback" not in err
 
 
-def test_tvm_library_for_another_size_is_letterboxed(tmp_path):
+def test_tvm_library_for_another_size_is_letterboxed(tmp_path, captured_logs):
     """A fixed-shape backend (as a TVM library is) evaluates at its own size, with a note."""
     import torch
 

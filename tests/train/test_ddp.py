@@ -18,14 +18,9 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from _ddp_setup import BATCH, IMG, one_step  # noqa: E402
 
+pytestmark = pytest.mark.one_thread
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two spinning OpenMP threads run ~10× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def _free_port() -> int:

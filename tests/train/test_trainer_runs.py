@@ -20,14 +20,9 @@ from yolov7c.train.hyp import load_hyp
 from yolov7c.train.loader import TrainDataset, collate
 from yolov7c.train.trainer import Trainer, TrainingStopped
 
+pytestmark = pytest.mark.one_thread
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two spinning OpenMP threads run ~10× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+
 
 
 def quick_hyp() -> dict:

@@ -15,14 +15,7 @@ from yolov7c.train.ema import ModelEMA, ema_decay
 from yolov7c.train.optim import (Schedule, accumulate_steps, build_optimizer, one_cycle,
                                  param_groups, scaled_weight_decay)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two spinning OpenMP threads run ~10× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.one_thread
 
 HYP = {"lr0": 0.01, "lrf": 0.01, "momentum": 0.937, "weight_decay": 0.0005,
        "warmup_epochs": 3.0, "warmup_momentum": 0.8, "warmup_bias_lr": 0.1}
