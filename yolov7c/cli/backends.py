@@ -143,11 +143,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.out:
             print(f"wrote {args.out}")
     return 0
-
-
-def build_model(name: str, nc: int | None = None, deploy: bool = True):
-    """Transitional: tests/backends/conftest.py still imports this; the API's
-    ``yolov7c.api.models.deploy`` / ``resolve`` are the real thing (remove once it switched)."""
-    from ..api.models import deploy as deploy_model
-    from ..api.models import resolve
-    return deploy_model(name, nc=nc) if deploy else resolve(name, nc=nc)
