@@ -45,7 +45,7 @@ class Context:
     out: Path
     seed: int = 0
     with_tvm: bool = True
-    epochs: int = 2                         # the short training run (0: no training)
+    epochs: int = 3                         # the short training run (0: no training)
     train_images: int = 32
     val_images: int = 8
     data: Path | None = None                # the synthetic data YAML (stage "data")
@@ -266,7 +266,7 @@ STAGES: list[Stage] = [
 
 def run_e2e(model: Any = "yolov7-tiny", img: int = 320, nc: int | None = None,
             out_dir: str | Path = "runs/e2e", with_tvm: bool = True, seed: int = 0,
-            stages: list[Stage] | None = None, epochs: int = 2, train_images: int = 32,
+            stages: list[Stage] | None = None, epochs: int = 3, train_images: int = 32,
             val_images: int = 8) -> dict[str, Any]:
     """Run the stages on any model source; returns (and writes) the summary."""
     from .api.args import output_dir

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and image")
     p.add_argument("--out", default="runs/e2e", help="folder for artifacts (runs/e2e)")
     p.add_argument("--no-tvm", action="store_true", help="skip the TVM step")
-    p.add_argument("--epochs", type=int, default=2,
+    p.add_argument("--epochs", type=int, default=3,
                    help="epochs of the short training run on the synthetic set (0: none)")
     p.add_argument("--train-images", type=int, default=32, help="synthetic training images")
     p.add_argument("--val-images", type=int, default=8, help="synthetic validation images")
