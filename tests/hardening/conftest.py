@@ -107,30 +107,7 @@ def write(desc: dict[str, Any], path: Path, wrap: bool = True) -> Path:
 
 # ----------------------------------------------------------------- fixtures
 
-SMALL_CFG = """
-nc: 2
-depth_multiple: 1.0
-width_multiple: 1.0
-anchors:
-  - [10,13, 16,30, 33,23]
-  - [30,61, 62,45, 59,119]
-backbone:
-  [[-1, 1, Conv, [16, 3, 2, None, 1, nn.LeakyReLU(0.1)]],
-   [-1, 1, Conv, [32, 3, 2, None, 1, nn.LeakyReLU(0.1)]],
-   [-1, 1, Conv, [16, 1, 1, None, 1, nn.LeakyReLU(0.1)]],
-   [-2, 1, Conv, [16, 1, 1, None, 1, nn.LeakyReLU(0.1)]],
-   [[-1, -2], 1, Concat, [1]],
-   [-1, 1, MP, []],
-   [-1, 1, SP, [5]],
-  ]
-head:
-  [[-1, 1, RepConv, [32, 3, 1]],
-   [-1, 1, Conv, [32, 3, 2]],
-   [-1, 1, nn.Upsample, [None, 2, 'nearest']],
-   [[-1, 7], 1, Concat, [1]],
-   [[10, 8], 1, IDetect, [nc, anchors]],
-  ]
-"""
+SMALL_CFG = (Path(__file__).resolve().parents[1] / "small_cfg.yaml").read_text()
 
 
 @pytest.fixture(scope="session")

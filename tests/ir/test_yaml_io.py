@@ -13,32 +13,8 @@ from yolov7c.ir.analysis import analyze
 from yolov7c.ir.deploy import to_deploy
 from yolov7c.ir.yaml_io import from_cfg, from_yaml, to_yaml
 
-# A small cfg in the official format, written for this test: relative and absolute 'from',
-# activation strings, SP, MP, RepConv, an upsample route and an IDetect head.
-SMALL = """
-nc: 2
-depth_multiple: 1.0
-width_multiple: 1.0
-anchors:
-  - [10,13, 16,30, 33,23]
-  - [30,61, 62,45, 59,119]
-backbone:
-  [[-1, 1, Conv, [16, 3, 2, None, 1, nn.LeakyReLU(0.1)]],   # 0 /2
-   [-1, 1, Conv, [32, 3, 2, None, 1, nn.LeakyReLU(0.1)]],   # 1 /4
-   [-1, 1, Conv, [16, 1, 1, None, 1, nn.LeakyReLU(0.1)]],
-   [-2, 1, Conv, [16, 1, 1, None, 1, nn.LeakyReLU(0.1)]],
-   [[-1, -2], 1, Concat, [1]],
-   [-1, 1, MP, []],                                         # 5 /8
-   [-1, 1, SP, [5]],
-  ]
-head:
-  [[-1, 1, RepConv, [32, 3, 1]],                            # 7
-   [-1, 1, Conv, [32, 3, 2]],                               # 8 /16
-   [-1, 1, nn.Upsample, [None, 2, 'nearest']],              # 9 /8
-   [[-1, 7], 1, Concat, [1]],                               # 10
-   [[10, 8], 1, IDetect, [nc, anchors]],
-  ]
-"""
+# A small cfg in the official format, shared with tests/hardening (tests/small_cfg.yaml)
+SMALL = (Path(__file__).resolve().parents[1] / "small_cfg.yaml").read_text()
 
 
 def test_small_official_cfg_imports() -> None:
