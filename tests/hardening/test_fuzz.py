@@ -12,7 +12,7 @@ import json
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -84,6 +84,17 @@ def _check(err: UserError) -> None:
     assert "\n" not in msg and "\x1b" not in msg and len(msg) < 600, msg[:600]
 
 
+def _tally(tally: Counter, load: Callable[[], Any]) -> None:
+    """Run one fuzz case: accepted, or refused with a one-line UserError; any other
+    exception propagates and fails the test."""
+    try:
+        load()
+        tally["accepted"] += 1
+    except UserError as e:
+        _check(e)
+        tally["refused"] += 1
+
+
 def test_fuzz_yaml_cfgs(small_cfg, tmp_path):
     tally = Counter()
     base_text = yaml.safe_dump(small_cfg)
@@ -91,23 +102,18 @@ def test_fuzz_yaml_cfgs(small_cfg, tmp_path):
     @settings(max_examples=1500, **SETTINGS)
     @given(st.data())
     def run(data):
-        try:
-            if data.draw(st.integers(0, 3)) == 0:   # byte-level: through the YAML parser
-                b = bytearray(base_text.encode())
-                for _ in range(data.draw(st.integers(1, 4))):
-                    i = data.draw(st.integers(0, len(b) - 1))
-                    b[i:i + 1] = data.draw(st.sampled_from(
-                        [b"", bytes([data.draw(st.integers(0, 255))]), b"&a ", b"*a", b"[",
-                         b"]", b"{", b"- ", b": ", b"\n", b"'", b"!!python/object "]))
-                p = tmp_path / "m.yaml"
-                p.write_bytes(bytes(b))
-                from_yaml(p)
-            else:
-                from_cfg(_mutate(data, small_cfg), "m", "<cfg>")
-            tally["accepted"] += 1
-        except UserError as e:
-            _check(e)
-            tally["refused"] += 1
+        if data.draw(st.integers(0, 3)) == 0:   # byte-level: through the YAML parser
+            b = bytearray(base_text.encode())
+            for _ in range(data.draw(st.integers(1, 4))):
+                i = data.draw(st.integers(0, len(b) - 1))
+                b[i:i + 1] = data.draw(st.sampled_from(
+                    [b"", bytes([data.draw(st.integers(0, 255))]), b"&a ", b"*a", b"[",
+                     b"]", b"{", b"- ", b": ", b"\n", b"'", b"!!python/object "]))
+            p = tmp_path / "m.yaml"
+            p.write_bytes(bytes(b))
+            _tally(tally, lambda: from_yaml(p))
+        else:
+            _tally(tally, lambda: from_cfg(_mutate(data, small_cfg), "m", "<cfg>"))
     run()
     _report("yaml", tally)
 
@@ -170,12 +176,7 @@ def test_fuzz_checkpoints(saved_raw, tmp_path):
                     sd[k if data.draw(st.booleans()) else "x." + k] = data.draw(TENSORS)
                 d["state_dict"] = sd
             torch.save(d, p)
-        try:
-            _load(p)
-            tally["accepted"] += 1
-        except UserError as e:
-            _check(e)
-            tally["refused"] += 1
+        _tally(tally, lambda: _load(p))
     run()
     _report("checkpoint", tally)
 
@@ -224,11 +225,6 @@ def test_fuzz_official_pickles(official_tree, write_official, tmp_path):
                          "_non_persistent_buffers_set"]))
                     st_[key] = data.draw(st.one_of(JUNK, TENSORS))
             write_official(desc, p)
-        try:
-            import_official(p)
-            tally["accepted"] += 1
-        except UserError as e:
-            _check(e)
-            tally["refused"] += 1
+        _tally(tally, lambda: import_official(p))
     run()
     _report("official", tally)
