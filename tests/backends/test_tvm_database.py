@@ -3,6 +3,7 @@ a second writer and takes over a dead one's, the database is tied to its CPU, ba
 are one-line errors, and a library without its sidecar is refused clearly."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -64,20 +65,27 @@ with DatabaseLock(sys.argv[1]):
 """
 
 
-def test_lock_refuses_a_second_writer_and_takes_over_a_dead_one(tmp_path):
-    d = tmp_path / "db"
+@contextlib.contextmanager
+def lock_held_by_another_process(d):
+    """A child process holds ``d``'s lock for the block, and is killed (not cleaned up) after."""
     d.mkdir()
     p = subprocess.Popen([sys.executable, "-c", HOLD, str(d)], stdout=subprocess.PIPE,
                          text=True)
     try:
         assert p.stdout.readline().strip() == "held"
+        yield p
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_lock_refuses_a_second_writer_and_takes_over_a_dead_one(tmp_path):
+    d = tmp_path / "db"
+    with lock_held_by_another_process(d) as p:
         with pytest.raises(UserError, match=rf"in use by another tune \(pid {p.pid}\)"):
             with dbm.DatabaseLock(d):
                 pass
         assert dbm.writer_alive(d)
-    finally:
-        p.kill()
-        p.wait()
     # the holder died without cleaning up: its lock file (with its pid) is taken over
     assert (d / dbm.LOCK).read_text().strip() == str(p.pid)
     assert not dbm.writer_alive(d)
@@ -87,16 +95,9 @@ def test_lock_refuses_a_second_writer_and_takes_over_a_dead_one(tmp_path):
 
 def test_tune_refuses_a_locked_database(tmp_path, tiny_p5):
     d = tmp_path / "db"
-    d.mkdir()
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(d)], stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        assert p.stdout.readline().strip() == "held"
+    with lock_held_by_another_process(d) as p:
         with pytest.raises(UserError, match=rf"db_dir .*in use by another tune \(pid {p.pid}\)"):
             btvm.tune(tiny_p5, "llvm", 128, d, trials=2, progress=False)
-    finally:
-        p.kill()
-        p.wait()
     assert not (d / dbm.META).exists()  # refused before touching anything
 
 
