@@ -37,7 +37,8 @@ import yolov7c  # noqa: E402
 from yolov7c.backends.torch import modules as M  # noqa: E402
 from yolov7c.train import criterion  # noqa: E402
 from yolov7c.train.assign import candidates  # noqa: E402
-from yolov7c.train.boxes import ciou, pairwise_iou, xywh_to_xyxy  # noqa: E402
+from yolov7c.eval.nms import box_iou, xywh2xyxy  # noqa: E402
+from yolov7c.train.boxes import ciou  # noqa: E402
 
 
 # ----- the per-image implementation (official style) ----------------------------------------
@@ -54,7 +55,7 @@ def per_image_positives(preds, targets, anchors, strides, img_wh, offset, anchor
         this = targets[targets[:, 0] == bi]
         if this.shape[0] == 0:
             continue
-        gxyxy = xywh_to_xyxy(this[:, 2:6] * wh)
+        gxyxy = xywh2xyxy(this[:, 2:6] * wh)
         boxes, p_cls, p_obj, rows = [], [], [], []
         for lvl in range(nl):
             idx = ((cand.b == bi) & (cand.level == lvl)).nonzero()[:, 0]
@@ -63,7 +64,7 @@ def per_image_positives(preds, targets, anchors, strides, img_wh, offset, anchor
             grid = torch.stack([gi, gj], 1)
             xy = (fg[:, :2].sigmoid() * 2 - 0.5 + grid) * strides[lvl]
             wh_ = (fg[:, 2:4].sigmoid() * 2) ** 2 * anchors[lvl][a] * strides[lvl]
-            boxes.append(xywh_to_xyxy(torch.cat([xy, wh_], -1)))
+            boxes.append(xywh2xyxy(torch.cat([xy, wh_], -1)))
             p_cls.append(fg[:, 5:])
             p_obj.append(fg[:, 4:5])
             rows.append(idx)
@@ -71,7 +72,7 @@ def per_image_positives(preds, targets, anchors, strides, img_wh, offset, anchor
         if pbox.shape[0] == 0:
             continue
         p_cls, p_obj = torch.cat(p_cls), torch.cat(p_obj)
-        iou = pairwise_iou(gxyxy, pbox)
+        iou = box_iou(gxyxy, pbox)
         iou_cost = -torch.log(iou + 1e-8)
         dyn = torch.clamp(torch.topk(iou, min(q, iou.shape[1]), dim=1)[0].sum(1).int(), min=1)
         G, C = iou.shape

@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .boxes import pairwise_iou, xywh_to_xyxy
+from ..eval.nms import box_iou, xywh2xyxy
 
 
 @dataclass
@@ -131,7 +131,7 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
     # xy = (2σ − 0.5 + cell)·stride, wh = (2σ)²·anchor·stride (the official decode)
     xy = (p[:, :2].sigmoid() * 2 - 0.5 + grid) * stride
     wh = (p[:, 2:4].sigmoid() * 2) ** 2 * anchors[cand.level, cand.a] * stride
-    box = xywh_to_xyxy(torch.cat((xy, wh), 1))
+    box = xywh2xyxy(torch.cat((xy, wh), 1))
     s_all, z_all = class_cost_terms(p[:, 5:], p[:, 4:5])
     nc = z_all.shape[1]
 
@@ -145,7 +145,7 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
                                   torch.arange(cb.numel(), device=dev, dtype=box.dtype)[:, None]), 1)
     wh = targets.new_tensor([img_wh[0], img_wh[1], img_wh[0], img_wh[1]]).float()
     gtab = wh.new_tensor([-1e4, -1e4, 1 - 1e4, 1 - 1e4, 0, -1]).repeat(batch, G, 1)
-    gtab[t_img, g_slot] = torch.cat((xywh_to_xyxy(targets[:, 2:6].float() * wh),
+    gtab[t_img, g_slot] = torch.cat((xywh2xyxy(targets[:, 2:6].float() * wh),
                                      targets[:, 1:2].float(),
                                      torch.arange(len(targets), device=dev,
                                                   dtype=wh.dtype)[:, None]), 1)
@@ -154,7 +154,7 @@ def simota(preds: Sequence[torch.Tensor], targets: torch.Tensor, cand: Candidate
     gbox, gcls = gtab[..., :4], gtab[..., 4].long()
     g_valid, g_row = gtab[..., 5] >= 0, gtab[..., 5].long()
 
-    iou = pairwise_iou(gbox, pbox)                                      # (B, G, C)
+    iou = box_iou(gbox, pbox)                                      # (B, G, C)
     k = torch.topk(iou, min(topq, C), dim=2).values.sum(2).int().clamp_(min=1)   # (B, G)
     # cost = S − z_class + 3·(−log(IoU + 1e-8)), z_class read straight from the candidate rows
     cost = z_all.view(-1)[c_row[:, None, :] * nc + gcls[:, :, None]].neg_()

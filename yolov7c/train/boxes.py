@@ -1,29 +1,10 @@
-"""Box helpers for training: corner conversion, batched pairwise IoU, element-wise CIoU."""
+"""Box helpers for training: element-wise CIoU (corner conversion and the batched pairwise IoU
+are the evaluator's, ``yolov7c.eval.nms``)."""
 from __future__ import annotations
 
 import math
 
 import torch
-
-
-def xywh_to_xyxy(b: torch.Tensor) -> torch.Tensor:
-    """(..., 4) centre/size → corners."""
-    xy, half = b[..., :2], b[..., 2:4] / 2
-    return torch.cat((xy - half, xy + half), -1)
-
-
-def pairwise_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of every box of ``a`` (..., N, 4) with every box of ``b`` (..., M, 4), corners;
-    leading dimensions broadcast (a batch of images at once) → (..., N, M). Written per
-    coordinate, in place where it can, because the (N, M) temporaries dominate its cost."""
-    ax1, ay1, ax2, ay2 = a[..., :, None, :].unbind(-1)
-    bx1, by1, bx2, by2 = b[..., None, :, :].unbind(-1)
-    iw = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
-    inter = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0).mul_(iw)
-    del iw
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    return inter.div_((area_a + area_b).sub_(inter))
 
 
 def ciou(p: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
