@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from ..errors import UserError
 
 if TYPE_CHECKING:
@@ -20,23 +19,10 @@ if TYPE_CHECKING:
 DEFAULT_TRIALS = 64  # tune's default: enough for a first tuned build; a rerun tops it up
 
 
-def max_stride(model: nn.Module) -> int:
-    """The model's largest output stride (from its IR graph, else its Detect head)."""
-    from ..passes.verify import ir_graph
-    g = ir_graph(model)
-    if g is not None:
-        return int(g.max_stride)
-    for m in model.modules():
-        stride = getattr(m, "stride", None)
-        if hasattr(m, "anchor_grid") and stride is not None and hasattr(stride, "max"):
-            return int(stride.max())
-    raise UserError(f"{type(model).__name__}: no YOLO detection head found; the model must "
-                    f"end in Detect, IDetect or IAuxDetect")
-
-
 def default_img(model: nn.Module) -> int:
     """The one default image size: the zoo entry's (640 P5, 1280 P6), else 640, or 1280 for
     a model whose largest stride is 64 or more."""
+    from ..backends.common import max_stride
     from ..passes.verify import ir_graph
     from ..report.model import default_img as graph_default
     g = ir_graph(model)
@@ -48,6 +34,7 @@ def default_img(model: nn.Module) -> int:
 def check_img(model: nn.Module, img: Any, arg: str = "img") -> int:
     """``img`` must be a positive integer multiple of the model's largest stride; the hint
     names the two nearest valid sizes."""
+    from ..backends.common import max_stride
     return check_stride(img, max_stride(model), arg)
 
 
@@ -58,8 +45,8 @@ def check_stride(img: Any, stride: int, arg: str = "img") -> int:
     s = int(stride)
     if img > 0 and img % s == 0:
         return img
-    lo = max(s, img // s * s)
-    hi = lo + s if img <= lo else math.ceil(img / s) * s
+    from ..ir.analysis import valid_sizes
+    lo, hi = valid_sizes(img, s)
     raise UserError(f"{arg} {img}: not a positive multiple of the model's largest stride {s}; "
                     f"use {lo} or {hi}", arg=arg)
 

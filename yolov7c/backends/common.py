@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..ir.analysis import valid_sizes
 
 if TYPE_CHECKING:
     from ..ir.graph import Graph
@@ -43,8 +44,7 @@ def check_img_size(model: nn.Module, img: int | Sequence[int]) -> tuple[int, int
     s = max_stride(model)
     for v in hw:
         if v <= 0 or v % s:
-            lo = max(s, v // s * s)
-            hi = lo + s if v <= lo else (v // s + 1) * s
+            lo, hi = valid_sizes(v, s)
             raise UserError(f"img {v}: must be a positive multiple of the model's max stride "
                             f"{s}; use {lo} or {hi}", arg="img")
     return hw

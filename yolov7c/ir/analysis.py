@@ -14,6 +14,7 @@ Everything is a pure function of the graph and the input size, so it works on sy
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -113,14 +114,23 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float))
 
 
+def valid_sizes(img: int, stride: int) -> tuple[int, int]:
+    """The two valid image sizes nearest ``img`` (positive multiples of ``stride``): the hint
+    every stride check gives (``img -5`` → 32 or 64, ``img 300`` → 288 or 320)."""
+    s = int(stride)
+    lo = max(s, img // s * s)
+    return lo, (lo + s if img <= lo else math.ceil(img / s) * s)
+
+
 def check_img(graph: Graph, img: Any) -> None:
     """A numeric input size must be a positive multiple of the model's largest stride."""
     if not _is_number(img):
         return
     s = graph.max_stride
     if img <= 0 or img % s:
+        lo, hi = valid_sizes(int(img), s)
         raise UserError(f"img {img} is not a positive multiple of {graph.name}'s largest "
-                        f"stride {s}; use e.g. {max(s, round(img / s) * s)}", arg="img")
+                        f"stride {s}; use {lo} or {hi}", arg="img")
 
 
 def analyze(graph: Graph, img: Any = 640) -> Analysis:
