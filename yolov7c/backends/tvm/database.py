@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ...errors import UserError, one_line
-from ...io_util import pid_alive, write_json_atomic
+from ...io_util import atomic_path, pid_alive, write_json_atomic
 
 log = logging.getLogger("yolov7c.tvm")
 
@@ -111,9 +111,8 @@ def _drop_torn_tail(path: Path) -> None:
     while lines and _parse(lines[-1]) is None:
         lines.pop()
     body = b"".join(ln if ln.endswith(b"\n") else ln + b"\n" for ln in lines)
-    tmp = path.with_name(path.name + ".repair")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(body)
 
 
 # --------------------------------------------------------------------------- lock
