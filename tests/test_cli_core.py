@@ -115,6 +115,8 @@ BAD_VALUES = [
     (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--score", "-1"], r"--score -1.0: "),
     (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--max-det", "-1"], r"--max-det -1"),
     (["tune", "yolov7-tiny", "--db", "db", "--per-round", "0"], r"--per-round 0: "),
+    (["tune", "yolov7-tiny", "--db", "db", "--pack", "db.zip"], r"--pack db.zip: name the "
+     r"packed database \*\.tar\.gz"),
     (["passes", "yolov7-tiny", "--rtol", "-1", "--out", "d.ckpt"], r"--rtol -1.0: expected a "
      r"positive number"),
     (["e2e", "--out", "FILE"], r"--out FILE: is a file; give a folder"),

@@ -200,3 +200,37 @@ def test_next_task_spends_the_budget_where_the_time_is():
     assert search.next_task([4, 2, 4], [1.0, 0.5, 9.0], [1, 1, 4], [True] * 3,
                             "round-robin") == 1
     assert search.next_task([1], [1.0], [1], [False]) is None
+    # by seconds spent: task 2 has the largest share (4 ms) but its rounds took 10 min,
+    # task 0 (1 ms) took 10 s: task 0 goes next (1/sqrt(10) > 4/sqrt(600))
+    assert search.next_task([4, 4, 4], [1.0, 0.5, 1.0], [1, 1, 4], [True] * 3,
+                            spent_s=[10.0, 10.0, 600.0]) == 0
+    assert search.next_task([4, 4, 4], [1.0, 0.5, 1.0], [1, 1, 4], [True] * 3,
+                            spent_s=[10.0, 10.0, 60.0]) == 2
+
+
+@pytest.mark.slow
+def test_shipped_database_builds_a_complete_library_equal_to_torch_on_its_cpu(tmp_path, bk):
+    """On the CPU a shipped database was tuned for, it covers every kernel of its model and
+    the library equals PyTorch (elsewhere the CPU check refuses it: tested above)."""
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from yolov7c.backends import common as bx
+    dbs = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "tune_db")
+                 .glob("*_*_*.tar.gz"))
+    here = [d for d in dbs if d.name.endswith(f"_{T.host_cpu()['mcpu']}.tar.gz")]
+    if not here:
+        pytest.skip(f"no shipped database for {T.host_cpu()['mcpu']}")
+    db = here[0]
+    name, img = re.match(r"(.+)_(\d+)_[^_]+\.tar\.gz$", db.name).groups()
+    model = bk.deploy_model(name)
+    meta = btvm.compile_model(model, "llvm", int(img), tmp_path / "m.so", db_dir=db,
+                              verbose=False)
+    print(meta.notes[0])
+    assert meta.tasks_tuned == meta.tasks
+    x = bx.example_input(model, int(img), seed=1)
+    with torch.no_grad():
+        ref = [t.numpy() for t in bx.Outputs(model)(x)]
+    bk.assert_close(ref, btvm.load(tmp_path / "m.so")(x), f"shipped-{db.name}")

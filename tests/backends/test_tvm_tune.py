@@ -21,8 +21,9 @@ from yolov7c.backends import tvm as btvm  # noqa: E402
 from yolov7c.backends.tvm import tuning  # noqa: E402
 from yolov7c.errors import UserError  # noqa: E402
 
-# two cheap tasks of the synthetic P5 net at 128: one conv, one max-pool
-OPS = ["conv2d13", "max_pool2d4"]
+# two cheap tasks of the synthetic P5 net at 128: one conv, one max-pool (names in both the
+# nhwc and the prepack pipelines)
+OPS = ["conv2d13", "max_pool2d3"]
 
 
 def _records(db_dir):
@@ -127,7 +128,7 @@ def rpc_tracker():
 @pytest.mark.slow
 def test_tune_through_rpc_tracker(tmp_path, tiny_p5, rpc_tracker):
     db = tmp_path / "db"
-    rep = btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=["max_pool2d4"],
+    rep = btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=["max_pool2d3"],
                     per_round=2, rpc=rpc_tracker, cost_model="random", progress=False)
     print(f"rpc tuning: {rep.records_after} records in {rep.seconds:.0f} s")
     assert rep.records_after >= 1 and rep.untuned_tasks == []
@@ -175,15 +176,22 @@ def test_tvm_logger_setup_survives_foreign_handlers(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_shared_workloads_are_not_tuned_again_and_prepack_build_equals_torch(tmp_path, bk):
+@pytest.mark.parametrize("pipeline", ["nhwc", "prepack"])
+def test_shared_workloads_are_not_tuned_again_and_the_build_equals_torch(tmp_path, bk,
+                                                                         pipeline):
     """A database tuned for one model serves another with the same shapes (here: other
-    weights), without re-measuring; the prepack (layout-rewrite) build from it equals
-    PyTorch; at another image size nothing matches and the build says "untuned"."""
+    weights), without re-measuring; the build from it (NHWC with seeded conv tilings, or
+    NCHW; weights layout-rewritten in both) equals PyTorch; at another image size nothing
+    matches and the build says "untuned"."""
     a, b = bk.make_tiny("p5", seed=0), bk.make_tiny("p5", seed=1)
     db = tmp_path / "db"
     kw = dict(per_round=2, cost_model="random", progress=False)
-    r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"], **kw)
-    assert r1.pipeline == "prepack" and r1.records_after == 2 and r1.reused_tasks == 0
+    if pipeline == "nhwc":   # the default for a new CPU database
+        r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"], **kw)
+    else:
+        r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"],
+                       pipeline=pipeline, **kw)
+    assert r1.pipeline == pipeline and r1.records_after == 2 and r1.reused_tasks == 0
     first = _records(db)
     r2 = btvm.tune(b, "llvm", 128, db, trials=4, op_names=OPS, **kw)
     second = _records(db)
@@ -194,11 +202,11 @@ def test_shared_workloads_are_not_tuned_again_and_prepack_build_equals_torch(tmp
 
     out = tmp_path / "tuned.so"
     meta = btvm.compile_model(b, "llvm", 128, out, db_dir=db, verbose=False)
-    assert meta.tasks_tuned == 2 and meta.pipeline == "prepack" and "tuned:" in meta.notes[0]
+    assert meta.tasks_tuned == 2 and meta.pipeline == pipeline and "tuned:" in meta.notes[0]
     x = bx.example_input(b, 128, seed=7)
     with torch.no_grad():
         ref = [t.numpy() for t in bx.Outputs(b)(x)]
-    bk.assert_close(ref, btvm.load(out)(x), "tvm-prepack-tuned")
+    bk.assert_close(ref, btvm.load(out)(x), f"tvm-{pipeline}-tuned")
 
     other = btvm.compile_model(b, "llvm", 64, tmp_path / "u.so", db_dir=db, verbose=False)
     assert other.tasks_tuned == 0 and other.tuned_records == 0
@@ -283,7 +291,7 @@ def test_crafted_cost_model_file_is_never_unpickled(tmp_path, tiny_p5):
     assert sentinel.exists(), "the crafted file did not reproduce the attack"
     sentinel.unlink()
     # tuning into that folder (XGBoost cost model, records to retrain from) never loads it
-    kw = dict(op_names=["max_pool2d4"], per_round=2, progress=False)
+    kw = dict(op_names=["max_pool2d3"], per_round=2, progress=False)
     btvm.tune(tiny_p5, "llvm", 128, db, trials=2, cost_model="random", **kw)
     rep = btvm.tune(tiny_p5, "llvm", 128, db, trials=4, cost_model="xgb", **kw)
     assert rep.reused_tasks == 1 and rep.records_after >= 3

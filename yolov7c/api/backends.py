@@ -108,11 +108,16 @@ def tune(source: Any, db: str | os.PathLike, *, target: str = "llvm", img: int |
          trials: int = DEFAULT_TRIALS, nc: int | None = None, seed: int = 0,
          deploy: bool = True, rpc: str | None = None, op_names: Sequence[str] | None = None,
          per_round: int = 16, arch: str | None = None, mcpu: str | None = None,
-         max_seconds: float | None = None) -> dict[str, Any]:
-    """MetaSchedule tuning of ``source`` into the resumable database folder ``db``."""
+         max_seconds: float | None = None, pack: str | os.PathLike | None = None
+         ) -> dict[str, Any]:
+    """MetaSchedule tuning of ``source`` into the resumable database folder ``db``;
+    ``pack``: also write the best record per kernel as one small ``.tar.gz`` (what
+    ``compile``/``bench --db`` read, to ship beside a model)."""
     from ..backends import tvm as btvm
     positive_int(trials, "trials")
     positive_int(per_round, "per_round")
+    if pack is not None and not str(pack).endswith(".tar.gz"):
+        raise UserError(f"pack {pack}: name the packed database *.tar.gz", arg="pack")
     if max_seconds is not None:
         positive_float(max_seconds, "max_seconds")
     dbp = output_dir(db, "db")
@@ -126,7 +131,11 @@ def tune(source: Any, db: str | os.PathLike, *, target: str = "llvm", img: int |
     rep = btvm.tune(model, target, img, dbp, trials, rpc=rpc, op_names=op_names,
                     per_round=per_round, arch=arch, mcpu=mcpu, seed=seed,
                     max_seconds=max_seconds)
-    return {"model": model_name(source), "img": img, **asdict(rep)}
+    res = {"model": model_name(source), "img": img, **asdict(rep)}
+    if pack is not None:
+        from ..backends.tvm.database import pack_database
+        res["packed"] = {"path": str(pack), "records": pack_database(dbp, pack)}
+    return res
 
 
 def bench(source: Any = "yolov7-tiny", *, img: int | None = None, nc: int | None = None,

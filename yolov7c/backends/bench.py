@@ -82,6 +82,26 @@ def time_fn(fn: Callable[[], Any], repeat: int, warmup: int, slow_s: float) -> d
             "n": len(ts)}
 
 
+def alternating_ms(fns: dict[str, Callable[[], Any]], rounds: int = 4,
+                   block: int = 5) -> dict[str, float]:
+    """Median ms per callable over ``rounds`` alternating blocks of ``block`` timed calls,
+    each block after a 0.2 s pause and two untimed calls: every callable sees the same
+    machine load. Not call by call: onnxruntime's and TVM's thread pools spin for a while
+    after a call, and the other runtime's next call runs against the spinning threads
+    (timed call by call, a TVM library measured 63.8 ms instead of 28.8 ms)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(1, rounds)):
+        for k, fn in fns.items():
+            time.sleep(0.2)
+            fn()
+            fn()
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _max_err(ref, got) -> float:
     import numpy as np
     r, g = np.asarray(ref), np.asarray(got)

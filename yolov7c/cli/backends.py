@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--op-names", help="comma-separated substrings: tune only matching tasks")
     p.add_argument("--per-round", type=int, default=16, help="trials per task per round")
     p.add_argument("--max-seconds", type=float, help="stop after the round crossing this")
+    p.add_argument("--pack", help="also write the best record per kernel to this .tar.gz "
+                                  "(small, read-only: for compile/bench --db, to ship)")
     p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("bench", help="side-by-side latency of the backends (one process)")
@@ -119,13 +121,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     res = tune(args.model, args.db, target=args.target, img=args.img, trials=args.trials,
                nc=args.nc, seed=args.seed, deploy=not args.no_deploy, rpc=args.rpc,
                op_names=ops, per_round=args.per_round, arch=args.arch, mcpu=args.mcpu,
-               max_seconds=args.max_seconds)
+               max_seconds=args.max_seconds, pack=args.pack)
     if args.json:
         emit_json(res)
     else:
         print(f"{args.db}: {res.get('records_after')} records ({res.get('measured')} new), "
               f"{res.get('skipped_duplicates')} duplicates skipped, "
               f"{res.get('seconds', 0):.0f} s")
+        if res.get("packed"):
+            print(f"packed {res['packed']['records']} records into {res['packed']['path']}")
     return 0
 
 

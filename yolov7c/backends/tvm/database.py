@@ -38,7 +38,6 @@ WORKLOADS, RECORDS = "database_workload.json", "database_tuning_record.json"
 DB_FILES = (WORKLOADS, RECORDS)
 LEGACY_COST_MODEL = "cost_model.tar"
 MAX_PACKED_BYTES = 1 << 30          # a packed database never unpacks to more than this
-PIPELINES = ("prepack", "zero")     # see .pipeline; databases without a pipeline are "zero"
 
 
 # --------------------------------------------------------------------------- validation

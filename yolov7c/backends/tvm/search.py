@@ -95,13 +95,17 @@ def _dedup_search_class():
 
 def next_task(have: Sequence[int], best_ms: Sequence[float | None],
               weights: Sequence[float], open_: Sequence[bool],
-              schedule: str = "weighted", flops: Sequence[float] | None = None) -> int | None:
+              schedule: str = "weighted", flops: Sequence[float] | None = None,
+              spent_s: Sequence[float] | None = None) -> int | None:
     """Index of the task that gets the next round, or None when no task is open.
 
     ``round-robin``: the open task with the fewest records. ``weighted``: tasks without a
     record first (the most FLOPs x weight first, when ``flops`` is given, so a run cut short
     has tuned the heavy kernels); then the largest ``weight * best_ms / sqrt(records)``, i.e.
-    the share of the end-to-end latency, discounted by the trials it already had.
+    the share of the end-to-end latency, discounted by the trials it already had, or, given
+    ``spent_s``, by the seconds its rounds took: a task whose rounds are slow (yolov7's
+    fused detect decode: ~3 min a round for one new candidate) then waits while cheaper
+    tasks with a similar share go first.
     """
     idx = [i for i, o in enumerate(open_) if o]
     if not idx:
@@ -113,8 +117,10 @@ def next_task(have: Sequence[int], best_ms: Sequence[float | None],
         return max(fresh, key=lambda i: (weights[i] * flops[i], -i))
     if schedule == "round-robin":
         return min(idx, key=lambda i: (have[i], i))
+    def spent(i: int) -> float:
+        return max(have[i], 1) if spent_s is None else max(spent_s[i], 1.0)
     return max(idx, key=lambda i: (weights[i] * float(best_ms[i] or 0.0)
-                                   / math.sqrt(max(have[i], 1)), -i))
+                                   / math.sqrt(spent(i)), -i))
 
 
 def cost_model(kind: str, cores: int, seed: int = 0):

@@ -35,6 +35,7 @@ from . import database as dbm
 from . import pipeline as pl
 from . import rpc as rpcmod
 from . import search
+from . import seeds as seedmod
 from . import targets as T
 from . import workers
 from .frontend import to_relax
@@ -64,7 +65,7 @@ class TuneReport:
     estimated_ms: float | None
     untuned_tasks: list[str] = field(default_factory=list)
     reused_tasks: int = 0              # tasks whose workload the database already had
-    pipeline: str = "prepack"
+    pipeline: str = "nhwc"
     stopped: str | None = None         # "SIGINT"/"SIGTERM"/"max_seconds" when cut short
     # (seconds, records measured, kernel-sum estimate over tuned tasks, tasks untuned)
     curve: list[tuple[float, int, float, int]] = field(default_factory=list)
@@ -158,7 +159,7 @@ def _best_ms(db, wl) -> float | None:
 
 
 def extract(model: nn.Module, spec: T.TargetSpec, img: tuple[int, int],
-            frontend: str = "torch", pipeline: str = "prepack"):
+            frontend: str = "torch", pipeline: str = "nhwc"):
     """(Relax module, extracted tasks) for ``model`` on ``spec`` under ``pipeline``."""
     mod = to_relax(model, img, frontend=frontend)
     return mod, pl.extract_tasks(mod, spec.tvm_target(), pipeline)
@@ -200,7 +201,7 @@ def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: st
                             "tune into a new db_dir for another pipeline", arg="pipeline")
         pipeline = have
     else:
-        pipeline = pipeline or ("prepack" if spec.target.get("kind") == "llvm" else "zero")
+        pipeline = pipeline or ("nhwc" if spec.target.get("kind") == "llvm" else "zero")
         meta = {"target": target_json, "cpu": identity, "pipeline": pipeline, "img": []}
     sizes = [list(s) for s in meta.get("img", []) if isinstance(s, list)]
     if list(img) not in sizes:
@@ -226,11 +227,14 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     ``rpc`` = "host:port:key" measures on a device behind a TVM RPC tracker (needed for
     targets that do not run here). ``op_names`` restricts tuning to tasks whose name contains
     one of the strings. ``max_seconds`` stops after the round that crosses it.
-    ``pipeline``: "prepack" (weights in the layout each schedule wants; default for a new
-    database) or "zero"; an existing database keeps its own. ``schedule``: "weighted"
-    (rounds where the latency is) or "round-robin". ``builder``: "inprocess" (build and time
-    candidates in this process: fast) or "popen" (TVM's worker processes). ``cost_model="random"`` skips XGBoost training
-    (for tests).
+    ``pipeline``: "nhwc" (default for a new CPU database: convolutions in NHWC, SPP pools
+    chained, the first round of each conv task seeded with register-blocked tilings, weights
+    in the layout each schedule wants), "prepack" (the same weight layout rewrite, NCHW, no
+    seeds) or "zero" (TVM's plain pipeline); an existing database keeps its own.
+    ``schedule``: "weighted" (rounds where the latency is) or "round-robin". ``builder``:
+    "inprocess" (build and time candidates in this process: fast) or "popen" (TVM's
+    worker processes).
+    ``cost_model="random"`` skips XGBoost training (for tests).
     """
     from tvm.s_tir.meta_schedule.relax_integration import extracted_tasks_to_tune_contexts
     from tvm.s_tir.meta_schedule.tune import tune_tasks
@@ -300,7 +304,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             k = search.retrain(cm, ctxs, db)
             say("[tune] cost model retrained from %d database records in %.1f s", k,
                 time.perf_counter() - t0)
-        measured, stalled, rounds = 0, [0] * n, [0] * n
+        measured, stalled, rounds, spent = 0, [0] * n, [0] * n, [0.0] * n
         curve: list[tuple[float, int, float, int]] = []
 
         def estimate() -> tuple[float, int]:
@@ -311,20 +315,26 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             open_ = [stalled[i] < 2 for i in range(n)]
             if sum(have) >= trials:
                 break
-            i = search.next_task(have, best, weights, open_, schedule, flops)
+            i = search.next_task(have, best, weights, open_, schedule, flops, spent)
             if i is None:
                 break
             k = min(per_round, max(1, trials - sum(have)))
+            t_round = time.perf_counter()
             _quiet_tvm(verbose_tvm)
-            stop.in_round = True
+            stop.in_round = True   # a signal from here on ends the round, not the process
             try:
-                with _foreign_handlers_detached():
-                    tune_tasks(tasks=[ctxs[i]], task_weights=[weights[i]], work_dir=str(d),
-                               max_trials_global=k, max_trials_per_task=k,
-                               num_trials_per_iter=k, builder=builder, runner=runner,
-                               database=db, cost_model=cm, task_scheduler="round-robin")
+                if have[i] == 0 and pipeline == "nhwc" and spec.target.get("kind") == "llvm":
+                    k -= seedmod.measure_seeds(ctxs[i], builder, runner, db, limit=min(k, 4))
+                if k > 0 and stop.signal is None:
+                    with _foreign_handlers_detached():
+                        tune_tasks(tasks=[ctxs[i]], task_weights=[weights[i]],
+                                   work_dir=str(d), max_trials_global=k,
+                                   max_trials_per_task=k, num_trials_per_iter=k,
+                                   builder=builder, runner=runner, database=db,
+                                   cost_model=cm, task_scheduler="round-robin")
             finally:
                 stop.in_round = False
+            spent[i] += time.perf_counter() - t_round
             new = count(i)
             stalled[i] = stalled[i] + 1 if new == have[i] else 0
             measured += new - have[i]
@@ -333,13 +343,14 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             el = time.perf_counter() - t_start
             est, untuned = estimate()
             curve.append((el, measured, est, untuned))
-            rate = el / max(measured, 1)
+            left = el / max(measured, 1) * max(trials - sum(have), 0)
+            if max_seconds is not None:
+                left = min(left, max(max_seconds - el, 0.0))
             b = best[i]
             say("[tune] task %d/%d %-32s %4d records, best %s | %d/%d | estimate %.2f ms%s | "
                 "%s elapsed, ~%s left", i + 1, n, ctxs[i].task_name[:32], have[i],
                 "-" if b is None else f"{b:.4f} ms", sum(have), trials, est,
-                f" ({untuned} tasks untuned)" if untuned else "", _fmt_s(el),
-                _fmt_s(rate * max(trials - sum(have), 0)))
+                f" ({untuned} tasks untuned)" if untuned else "", _fmt_s(el), _fmt_s(left))
             if max_seconds is not None and el > max_seconds and stop.signal is None:
                 say("[tune] max_seconds %g reached; rerun the same command to continue",
                     max_seconds)

@@ -1,0 +1,147 @@
+"""Seeded search: known-good tilings of NHWC convolutions, measured before the evolution.
+
+MetaSchedule's evolutionary search starts from random points of a conv's design space; on
+a 2-core CPU, after 60+ measured candidates the best tiling of yolov7-tiny's 3×3/2 conv
+still kept one vector accumulator per inner loop (6.1 ms), while the register-blocked
+tiling every hand-written x86 conv uses (a row of ``w4`` output pixels × ``oc4`` output
+channels held in vector registers, the whole reduction inside) ran in 2.7 ms at the first
+try. So the first round of every NHWC conv task measures a few such tilings; their records
+enter the database, and the search's initial population (which draws on the database's
+best) mutates around them.
+
+The seeds are points of the task's own design space (the same trace, other decisions),
+so the database, the postprocessors and the layout rewrite treat them like any candidate.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+log = logging.getLogger("yolov7c.tvm")
+
+# SSRSRS tiling of conv2d_nhwc's loops (n, h, w, oc, kh, kw, ic): 4-way spatial splits,
+# 2-way reduction splits, in that order
+CONV_TILE_PARTS = (4, 4, 4, 4, 2, 2, 2)
+VECTOR_LANES = 16            # fp32 lanes of a 512-bit register (AVX-512)
+MAX_ACCUMULATORS = 28        # of 32 vector registers: the rest hold weights and a broadcast
+UNROLL_CHOICE = 1            # index into MetaSchedule's unroll candidates [0, 16, 64, 512]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def register_tiles(w: int, oc: int) -> Iterator[tuple[int, int]]:
+    """(w4, oc4) register blocks, best first: ``oc4`` output channels in whole vectors where
+    ``oc`` allows (else the largest divisor ≤ 64), ``w4`` the widest row that fits the
+    accumulators."""
+    ocs = [d for d in (32, 16, 64) if oc % d == 0] or [max(d for d in _divisors(oc) if d <= 64)]
+    seen = set()
+    for oc4 in ocs:
+        vecs = -(-oc4 // VECTOR_LANES)
+        fits = [d for d in _divisors(w) if d * vecs <= MAX_ACCUMULATORS and d <= 16]
+        for w4 in sorted(fits, reverse=True)[:2]:
+            if (w4, oc4) not in seen:
+                seen.add((w4, oc4))
+                yield w4, oc4
+
+
+def conv_decisions(extents: list[int], limit: int = 4) -> list[list[list[int]]]:
+    """Tile decisions for conv loop extents (n, h, w, oc, kh, kw, ic): rows in parallel, a
+    register block innermost, the reduction inside it whole (or in 64-channel slices when
+    the weight block would not stay in L2)."""
+    n, h, w, oc, kh, kw, ic = extents
+    out: list[list[list[int]]] = []
+    for w4, oc4 in register_tiles(w, oc):
+        slices = [ic]
+        if kh * kw * ic * oc4 * 4 > 256 * 1024 and ic % 64 == 0:
+            slices = [64, ic]
+        for ic2 in slices:
+            out.append([[n, 1, 1, 1], [h, 1, 1, 1], [1, w // w4, 1, w4],
+                        [1, oc // oc4, 1, oc4], [1, kh], [1, kw], [ic // ic2, ic2]])
+    return out[:limit]
+
+
+def _conv_tiles(trace) -> list | None:
+    """The seven SamplePerfectTile instructions of an SSRSRS-tiled conv2d_nhwc trace."""
+    tiles = [i for i in trace.insts if i.kind.name == "SamplePerfectTile"]
+    if len(tiles) != len(CONV_TILE_PARTS):
+        return None
+    if [int(i.attrs[0]) for i in tiles] != list(CONV_TILE_PARTS):
+        return None
+    return tiles
+
+
+def _extent(trace, inst) -> int:
+    prod = 1
+    for d in trace.decisions[inst]:
+        prod *= int(d)
+    return prod
+
+
+def seed_schedules(ctx, limit: int = 4) -> list:
+    """Postprocessed schedules of ``ctx``'s task at the seed tilings ([] for tasks that are
+    not NHWC convolutions)."""
+    from tvm.s_tir import Schedule
+    if "conv2d_nhwc" not in ctx.mod.script(show_meta=False):
+        return []
+    out = []
+    spaces = ctx.space_generator.generate_design_space(ctx.mod)
+    # spaces that compute the epilogue inside the tile first (one pass over the output)
+    spaces = sorted(spaces, key=lambda sp: "ReverseComputeAt" not in
+                    [i.kind.name for i in sp.trace.insts])
+    per_space = max(1, limit // max(1, len(spaces) - 1))
+    for space in spaces:
+        trace = space.trace
+        tiles = _conv_tiles(trace)
+        if tiles is None:
+            continue
+        unroll = [i for i in trace.insts if i.kind.name == "SampleCategorical"]
+        for decisions in conv_decisions([_extent(trace, t) for t in tiles], per_space):
+            t = trace
+            for inst, d in zip(tiles, decisions):
+                t = t.with_decision(inst, d, remove_postproc=True)
+            if unroll:
+                t = t.with_decision(unroll[0], UNROLL_CHOICE, remove_postproc=True)
+            sch = Schedule(ctx.mod)
+            try:
+                t.apply_to_schedule(sch, remove_postproc=True)
+            except Exception:  # noqa: BLE001 - a tiling this space cannot express: skip it
+                continue
+            sch.enter_postproc()   # a replay (the search's, the build's) strips what follows
+            if all(p.apply(sch) for p in ctx.space_generator.postprocs):
+                out.append(sch)
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+def measure_seeds(ctx, builder, runner, database, limit: int = 4) -> int:
+    """Build, time (on the CPU ``runner`` measures) and commit the seed tilings of ``ctx``'s
+    task; returns the records added."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+    from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+    schs = seed_schedules(ctx, limit)
+    if not schs:
+        return 0
+    args = [ArgInfo.from_entry_func(s.mod, remove_preproc=True) for s in schs]
+    built = builder.build([BuilderInput(s.mod, ctx.target) for s in schs])
+    todo = [(s, a, b) for s, a, b in zip(schs, args, built) if b.error_msg is None]
+    futures = runner.run([RunnerInput(b.artifact_path, "cpu", a) for _, a, b in todo])
+    workload = database.commit_workload(ctx.mod)
+    added = 0
+    for (s, a, _), fut in zip(todo, futures):
+        res = fut.result()
+        if res.error_msg is None and res.run_secs:
+            database.commit_tuning_record(TuningRecord(s.trace, workload, res.run_secs,
+                                                       ctx.target, a))
+            added += 1
+    if hasattr(builder, "cleanup"):
+        builder.cleanup()
+    return added
+
+
+__all__ = ["conv_decisions", "measure_seeds", "register_tiles", "seed_schedules"]
