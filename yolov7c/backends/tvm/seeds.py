@@ -14,10 +14,8 @@ so the database, the postprocessors and the layout rewrite treat them like any c
 """
 from __future__ import annotations
 
-import logging
+import math
 from typing import Iterator
-
-log = logging.getLogger("yolov7c.tvm")
 
 # SSRSRS tiling of conv2d_nhwc's loops (n, h, w, oc, kh, kw, ic): 4-way spatial splits,
 # 2-way reduction splits, in that order
@@ -73,10 +71,7 @@ def _conv_tiles(trace) -> list | None:
 
 
 def _extent(trace, inst) -> int:
-    prod = 1
-    for d in trace.decisions[inst]:
-        prod *= int(d)
-    return prod
+    return math.prod(int(d) for d in trace.decisions[inst])
 
 
 def seed_schedules(ctx, limit: int = 4) -> list:
