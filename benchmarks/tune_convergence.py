@@ -2,15 +2,19 @@
 
     python benchmarks/tune_convergence.py --model yolov7-tiny --img 416 --minutes 15 \
         [--configs prepack,new] [--checkpoints 3] [--keep-db DIR] [--out benchmarks/results]
+        [--earlier benchmarks/results/tune_convergence_yolov7-tiny_416_nhwc.json]
 
 Configs: ``old`` = before issue 11 (TVM's "zero" pipeline, weights OIHW; round-robin over
 tasks; TVM's popen builder). ``prepack`` = NCHW with MetaSchedule's weight layout rewrite,
-rounds weighted by latency share, in-process builds. ``new`` = the default now: ``nhwc``
-(convolutions in NHWC, SPP pools chained, seeded conv tilings, weight layout rewrite).
+rounds weighted by latency share, in-process builds. ``nhwc`` = convolutions in NHWC, SPP
+pools chained, seeded conv tilings, weight layout rewrite. ``new`` = the default now:
+``nhwc-fastexp`` (``nhwc`` with a vectorizing sigmoid).
 Each config tunes a fresh database (or resumes ``--keep-db``'s) for ``--minutes``, in
 ``--checkpoints`` pieces; after each piece the library is built and timed against
-onnxruntime (same threads, same input, fp32, batch 1, timed in alternating blocks so both
-see the same load). Writes ``tune_convergence_<model>_<img>.json`` and ``.png`` (measured latency vs
+onnxruntime in a fresh process (``fresh_timing.py``: the tuning process keeps threads and
+memory that slowed the library by up to 20 %; same threads, same input, fp32, batch 1,
+alternating blocks so both see the same load). ``--earlier`` adds the configs of an earlier run's JSON (same model, size
+and CPU; not re-run, marked "earlier run") to the table and the plot. Writes ``tune_convergence_<model>_<img>.json`` and ``.png`` (measured latency vs
 tuning minutes, the kernel-sum estimate, onnxruntime).
 """
 from __future__ import annotations
@@ -31,7 +35,8 @@ if str(ROOT) not in sys.path:
 CONFIGS = {
     "old": {"pipeline": "zero", "schedule": "round-robin", "builder": "popen"},
     "prepack": {"pipeline": "prepack", "schedule": "weighted", "builder": "inprocess"},
-    "new": {"pipeline": "nhwc", "schedule": "weighted", "builder": "inprocess"},
+    "nhwc": {"pipeline": "nhwc", "schedule": "weighted", "builder": "inprocess"},
+    "new": {"pipeline": "nhwc-fastexp", "schedule": "weighted", "builder": "inprocess"},
 }
 
 
@@ -56,14 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--keep-db", help="folder to keep the databases in (default: temp); an "
                     "existing database there is resumed")
+    ap.add_argument("--earlier", action="append", default=[],
+                    help="an earlier run's JSON whose configs join the table and plot")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    import onnxruntime as ort
+    from fresh_timing import time_in_fresh_process
 
     from yolov7c.api.models import deploy
     from yolov7c.backends import common
     from yolov7c.backends import tvm as btvm
-    from yolov7c.backends.bench import alternating_ms
     from yolov7c.backends.onnx import export_onnx
     from yolov7c.backends.tvm.targets import host_cpu, physical_cores
     from yolov7c.io_util import write_json_atomic
@@ -80,12 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"tune_convergence_{a.model}_{a.img}"
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, a.img, Path(tmp) / "m.onnx")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        ref = sess.run(None, {name: xn})[0]
-        ort_fn = lambda: sess.run(None, {name: xn})  # noqa: E731
+        x_npy = Path(tmp) / "x.npy"
+        np.save(x_npy, xn)
         for cfg in a.configs.split(","):
             kw = CONFIGS[cfg]
             db = Path(a.keep_db or tmp) / f"db_{cfg}"
@@ -100,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
                 tuned_s += rep.seconds
                 lib = Path(tmp) / f"{cfg}_{j}.so"
                 meta = btvm.compile_model(model, "llvm", a.img, lib, db_dir=db, verbose=False)
-                runner = btvm.load(lib)
-                err = float(np.abs(runner(xn)[0] - ref).max())
-                ms = alternating_ms({"tvm": lambda: runner(xn), "ort": ort_fn}, max(1, a.repeat // 5))
+                # timed in a fresh process: this one holds the tuner's threads and memory
+                ms = time_in_fresh_process(lib, onnx_path, x_npy, max(1, a.repeat // 5))
+                err = ms["max_abs_err"]
                 pt = {"minutes": tuned_s / 60, "records": rep.records_after,
                       "tasks_tuned": meta.tasks_tuned, "tasks": meta.tasks,
-                      "latency_ms": ms["tvm"], "onnxruntime_ms": ms["ort"],
-                      "max_abs_err_vs_onnxruntime": err, "load1": _load1()}
+                      "latency_ms": ms["tvm_ms"], "onnxruntime_ms": ms["onnxruntime_ms"],
+                      "max_abs_err_vs_onnxruntime": err, "load1": _load1(),
+                      "timed": "fresh process"}
                 entry["points"].append(pt)
                 print(f"[{cfg}] {pt['minutes']:.1f} min: {pt['latency_ms']:.1f} ms "
                       f"(onnxruntime {pt['onnxruntime_ms']:.1f} ms), {meta.tasks_tuned}/"
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             write_json_atomic(out / f"{stem}.json", res)   # a later config's crash keeps this
         res["onnxruntime_ms"] = float(np.median([p["onnxruntime_ms"] for e in
                                                  res["configs"].values() for p in e["points"]]))
+        for path in a.earlier:
+            _add_earlier(res, Path(path))
         write_json_atomic(out / f"{stem}.json", res)
     _plot(res, out / f"{stem}.png")
     print(f"onnxruntime {res['onnxruntime_ms']:.1f} ms ({threads} threads)")
@@ -127,6 +132,19 @@ def main(argv: list[str] | None = None) -> int:
               f"min -> {r['latency_ms']:.1f} ms ({r['latency_ms'] / res['onnxruntime_ms']:.2f}x "
               "onnxruntime)")
     return 0
+
+
+def _add_earlier(res: dict, path: Path) -> None:
+    """Merge ``path``'s configs into ``res`` as "<config> (earlier run)"; refuses a run of
+    another model, size or CPU (its numbers would not compare)."""
+    import json
+    old = json.loads(path.read_text())
+    for key in ("model", "img", "threads", "cpu"):
+        if old.get(key) != res[key]:
+            raise SystemExit(f"{path}: {key} {old.get(key)!r} is not this run's "
+                             f"{res[key]!r}; compare runs of one model, size and CPU")
+    for cfg, entry in old["configs"].items():
+        res["configs"][f"{cfg} (earlier run)"] = dict(entry, earlier=str(path))
 
 
 def _plot(res: dict, path: Path) -> None:
@@ -144,6 +162,10 @@ def _plot(res: dict, path: Path) -> None:
         pts = [(p["minutes"], p["latency_ms"]) for p in r["points"]]
         ax.plot(*zip(*pts), marker="o", color=c,
                 label=f"{cfg} ({r['pipeline']}, {r['schedule']}): measured")
+        fresh = r.get("final_fresh_process")   # the last database re-timed on its own
+        if fresh:
+            ax.plot([r["points"][-1]["minutes"]], [fresh["tvm_ms"]], marker="*", ms=12,
+                    ls="", color=c, label=f"{cfg}: final database, fresh process")
         est = [(p["s"] / 60, p["estimate_ms"]) for p in r.get("curve", [])
                if p["untuned"] == 0]
         if est:
@@ -154,12 +176,13 @@ def _plot(res: dict, path: Path) -> None:
     ax.set_ylabel("end-to-end ms (batch 1, fp32)")
     ax.legend(fontsize=7)
     names = list(res["configs"]) + ["onnxruntime"]
-    vals = [r["latency_ms"] for r in res["configs"].values()] + [res["onnxruntime_ms"]]
+    vals = [(r.get("final_fresh_process") or {}).get("tvm_ms", r["latency_ms"])
+            for r in res["configs"].values()] + [res["onnxruntime_ms"]]
     bx.bar(names, vals, color=[f"C{i}" for i in range(len(vals) - 1)] + ["k"])
     for i, r in enumerate(res["configs"].values()):
         bx.text(i, vals[i], f"{vals[i]:.1f} ms\n{r['tasks_tuned']}/{r['tasks']} tasks",
                 ha="center", va="bottom", fontsize=8)
-    bx.set_ylabel("end-to-end ms after tuning")
+    bx.set_ylabel("end-to-end ms after tuning (fresh process where measured)")
     fig.suptitle(f"{res['model']} @ {res['img']}, {res['threads']} threads, "
                  f"{res['minutes_per_config']:g} min per config")
     with atomic_path(path, ".png") as tmp:

@@ -208,6 +208,26 @@ def test_next_task_spends_the_budget_where_the_time_is():
                             spent_s=[10.0, 10.0, 60.0]) == 2
 
 
+
+class _ExhaustedSearch:
+    """An inner search whose design space has nothing left to measure: every generation
+    comes back empty (TVM's EvolutionarySearch would be asked again and again)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def generate_measure_candidates(self):
+        self.calls += 1
+        return []
+
+
+def test_a_round_ends_when_the_search_comes_back_empty():
+    stats = {"skipped": 0}
+    inner = _ExhaustedSearch()
+    strategy = search._dedup_search_class()(inner, stats)
+    assert strategy.generate_measure_candidates() is None
+    assert inner.calls == search.MAX_EMPTY_GENERATIONS and stats["exhausted"] == 1
+
 @pytest.mark.slow
 def test_shipped_database_builds_a_complete_library_equal_to_torch_on_its_cpu(tmp_path, bk):
     """On the CPU a shipped database was tuned for, it covers every kernel of its model and

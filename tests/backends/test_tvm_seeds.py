@@ -42,11 +42,12 @@ def _conv_context(bk, work_dir):
     from yolov7c.backends.tvm import targets as T
     from yolov7c.backends.tvm import tuning
     _, tasks = tuning.extract(bk.make_tiny("p5"), T.resolve("llvm"), (64, 64),
-                              pipeline="nhwc")
+                              pipeline="nhwc-fastexp")
     convs = [t for t in tasks if "conv2d_nhwc" in t.dispatched[0].script(show_meta=False)]
     task = max(convs, key=lambda t: float(estimate_tir_flops(t.dispatched[0])))
-    ctxs, _ = extracted_tasks_to_tune_contexts([task], work_dir=str(work_dir), seed=0,
-                                               num_threads=1)
+    with tuning._foreign_handlers_detached():   # pytest's log handlers break TVM's config
+        ctxs, _ = extracted_tasks_to_tune_contexts([task], work_dir=str(work_dir), seed=0,
+                                                   num_threads=1)
     return ctxs[0]
 
 
@@ -76,3 +77,48 @@ def test_seeds_replay_like_records_and_equal_the_unscheduled_kernel(bk, tmp_path
         err = float(np.abs(got - ref).max())
         print(f"seed max abs err {err:.3g} (max |ref| {np.abs(ref).max():.3g})")
         assert err <= 1e-4 * float(np.abs(ref).max())
+
+
+@pytest.mark.slow
+def test_injective_tasks_are_seeded_with_their_default_schedule_and_the_decode_not_searched(
+        bk, tmp_path):
+    """The fused decode (52 blocks) gets one record, its default schedule, replayable and
+    equal to the unscheduled kernel, and no search round; a concat (1 block) is seeded the
+    same way and then searched; a conv task gets no default-schedule seed."""
+    from tvm.s_tir import Schedule
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.relax_integration import extracted_tasks_to_tune_contexts
+
+    from yolov7c.backends import tvm as btvm
+    from yolov7c.backends.tvm import targets as T
+    from yolov7c.backends.tvm import tuning
+    net = bk.make_tiny("p5")
+    _, tasks = tuning.extract(net, T.resolve("llvm"), (64, 64), pipeline="nhwc-fastexp")
+    with tuning._foreign_handlers_detached():
+        ctxs, _ = extracted_tasks_to_tune_contexts(tasks, work_dir=str(tmp_path / "w"),
+                                                   seed=0, num_threads=1)
+    by_name = {c.task_name: c for c in ctxs}
+    decode = next(c for n, c in by_name.items() if "transpose" in n and "sigmoid" in n)
+    concat = next(c for n, c in by_name.items() if n.startswith("concatenate"))
+    conv = _conv_context(bk, tmp_path / "c")
+    assert not seeds.searchable(decode) and seeds.searchable(concat) and seeds.searchable(conv)
+    assert seeds.fallback_schedule(conv) is None
+    sch = seeds.fallback_schedule(decode)
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype)
+            for a in ArgInfo.from_prim_func(decode.mod["main"])]
+    replay = Schedule(decode.mod)
+    sch.trace.apply_to_schedule(replay, remove_postproc=True)      # as the build replays it
+    ref, got = _run(decode.mod, args), _run(replay.mod, args)
+    print(f"decode default schedule max abs err {float(np.abs(got - ref).max()):.3g}")
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+    db = tmp_path / "db"
+    btvm.tune(net, "llvm", 64, db, trials=12, op_names=[decode.task_name, concat.task_name],
+              per_round=4, cost_model="random", progress=False)
+    from yolov7c.backends.tvm import database as dbm
+    d = dbm.open_database(db)
+    n_decode, n_concat = (len(d.get_top_k(d.commit_workload(c.mod), 1000))
+                          for c in (decode, concat))
+    print(f"records: decode {n_decode}, concat {n_concat}")
+    assert n_decode == 1 and n_concat > 1

@@ -176,7 +176,7 @@ def test_tvm_logger_setup_survives_foreign_handlers(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pipeline", ["nhwc", "prepack"])
+@pytest.mark.parametrize("pipeline", ["nhwc-fastexp", "prepack"])
 def test_shared_workloads_are_not_tuned_again_and_the_build_equals_torch(tmp_path, bk,
                                                                          pipeline):
     """A database tuned for one model serves another with the same shapes (here: other
@@ -186,7 +186,7 @@ def test_shared_workloads_are_not_tuned_again_and_the_build_equals_torch(tmp_pat
     a, b = bk.make_tiny("p5", seed=0), bk.make_tiny("p5", seed=1)
     db = tmp_path / "db"
     kw = dict(per_round=2, cost_model="random", progress=False)
-    if pipeline == "nhwc":   # the default for a new CPU database
+    if pipeline == "nhwc-fastexp":   # the default for a new CPU database
         r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"], **kw)
     else:
         r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"],

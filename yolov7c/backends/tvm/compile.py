@@ -48,7 +48,9 @@ class CompileResult:
 
 
 @dataclass
-class _DbFacts:
+class DbCoverage:
+    """What a database brings to one build: the model's kernels, how many of them have a
+    record, the records matched, and the pipeline the build used (the database's)."""
     tasks: int = 0
     tuned: int = 0
     records: int = 0
@@ -56,7 +58,7 @@ class _DbFacts:
 
 
 def build(mod, spec: T.TargetSpec, db_dir: str | os.PathLike | None = None,
-          facts: _DbFacts | None = None, default_schedules: bool = True):
+          facts: DbCoverage | None = None, default_schedules: bool = True):
     """Relax IRModule → VMExecutable; with ``db_dir``, tuned schedules from that database
     (after checking it was tuned for this CPU; ``facts`` receives its coverage)."""
     target = spec.tvm_target()
@@ -70,7 +72,7 @@ def build(mod, spec: T.TargetSpec, db_dir: str | os.PathLike | None = None,
                       explicit_mcpu=spec.target.get("mcpu") != T.host_cpu()["mcpu"])
     pipeline = meta.get("pipeline", "zero")
     db = dbm.open_database(d)
-    f = facts if facts is not None else _DbFacts()
+    f = facts if facts is not None else DbCoverage()
     f.tuned, f.tasks, f.records = coverage(mod, spec, db, pipeline)
     f.pipeline = pipeline
     return pl.build(mod, target, pipeline, db, default_schedules)
@@ -178,7 +180,7 @@ def _finish(mod, spec: T.TargetSpec, shape: list[int], outputs: list[str],
     notes: list[str] = []
     t0 = time.perf_counter()
     say("[compile] build for %s: %s", spec.name, json.dumps(spec.target))
-    facts = _DbFacts()
+    facts = DbCoverage()
     ex = build(mod, spec, db_dir, facts)
     secs["build"] = time.perf_counter() - t0
     if db_dir is not None:

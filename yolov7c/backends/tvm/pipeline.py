@@ -1,11 +1,20 @@
 """The Relax pass lists tuning and building share, so database keys match on both sides.
 
-Three pipelines:
+A pipeline is data (:class:`Pipeline`): which graph rewrites run before fusion, how
+``sigmoid`` is computed, whether MetaSchedule may re-layout the weights and whether conv
+tasks get seeded tilings. A database records its pipeline's name and is always built with
+it; a pipeline, once shipped, never changes meaning (a change is a new name), so an old
+database keeps building to what it was tuned for.
 
-- ``"nhwc"`` (default for new CPU databases): the graph rewrites of :mod:`.rewrites` first
-  (SPP max-pools chained, leaky_relu as max, convolutions in NHWC/OHWI), then as
-  ``"prepack"``. Channels innermost let a conv schedule vectorize over output channels;
-  the tuner seeds these conv tasks with register-blocked tilings (:mod:`.seeds`).
+- ``"nhwc-fastexp"`` (default for new CPU databases): ``"nhwc"`` with ``sigmoid`` computed
+  as ``1 / (1 + fast_exp(-x))`` (:func:`fast_sigmoid`). TVM's own ``sigmoid`` calls the C
+  library's scalar ``expf`` per element: in a SiLU model every conv's epilogue, in every
+  model the decode. ``topi.fast_exp`` (range reduction, a polynomial, the exponent built in
+  the bits) vectorizes; its error against float64 is that of ``expf`` (~1e-7 relative).
+- ``"nhwc"``: the graph rewrites of :mod:`.rewrites` first (SPP max-pools chained,
+  leaky_relu as max, convolutions in NHWC/OHWI), then as ``"prepack"``. Channels innermost
+  let a conv schedule vectorize over output channels; the tuner seeds these conv tasks
+  with register-blocked tilings (:mod:`.seeds`).
 - ``"prepack"``: the fused module gets its weights marked
   layout-free (``AttachAttrLayoutFreeBuffers``), so MetaSchedule's ``RewriteLayout``
   postprocessor may store each conv's weight in whatever blocked layout its schedule reads
@@ -20,35 +29,34 @@ targets, :mod:`.fallback` (outer loops in parallel) on CPU.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .fallback import cpu_fallback
 
-PIPELINES = ("nhwc", "prepack", "zero")
-PREPACKED = ("nhwc", "prepack")          # pipelines whose weights MetaSchedule may re-layout
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What a pipeline does before MetaSchedule sees the kernels (see the module doc)."""
+    name: str
+    nhwc: bool = False        # the graph rewrites of :mod:`.rewrites` (NHWC convs, ...)
+    prepack: bool = False     # weights layout-free: RewriteLayout at tune, folded at build
+    fast_exp: bool = False    # sigmoid through topi.fast_exp (vectorizes) instead of expf
+    seeds: bool = False       # first round of each NHWC conv task: register-blocked tilings
 
 
-def _rewrite(mod, pipeline: str):
-    """The graph rewrites of ``pipeline`` (:mod:`.rewrites`), before fusion."""
-    if pipeline != "nhwc":
-        return mod
-    from . import rewrites
-    return rewrites.to_nhwc(rewrites.chain_same_pools(mod))
+_ALL = (Pipeline("nhwc-fastexp", nhwc=True, prepack=True, fast_exp=True, seeds=True),
+        Pipeline("nhwc", nhwc=True, prepack=True, seeds=True),
+        Pipeline("prepack", prepack=True),
+        Pipeline("zero"))
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in _ALL}
+CPU_DEFAULT = "nhwc-fastexp"      # a new CPU database
+GPU_DEFAULT = "zero"              # a new GPU database (dlight / MetaSchedule's own layouts)
 
 
-def _fuse_passes(target, pipeline: str) -> list:
-    from tvm import relax
-    from tvm.relax import pipeline as rp
-    try:
-        dispatch = rp.library_dispatch_passes(target)
-    except (ValueError, AttributeError):
-        dispatch = []
-    passes = [*dispatch, relax.transform.LegalizeOps(), relax.transform.AnnotateTIROpPattern(),
-              relax.transform.FoldConstant(), relax.transform.FuseOps(),
-              relax.transform.FuseTIR()]
-    if pipeline in PREPACKED:
-        passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
-    return passes
+def default_for(target_kind: str) -> str:
+    """The pipeline a new database for a ``target_kind`` ("llvm", "cuda", ...) gets."""
+    return CPU_DEFAULT if target_kind == "llvm" else GPU_DEFAULT
 
 
 def check(pipeline: str) -> str:
@@ -57,6 +65,53 @@ def check(pipeline: str) -> str:
         raise UserError(f"pipeline {pipeline!r}: use one of {', '.join(PIPELINES)}",
                         arg="pipeline")
     return pipeline
+
+
+def get(pipeline: str) -> Pipeline:
+    return PIPELINES[check(pipeline)]
+
+
+def fast_sigmoid(bb, call):
+    """Legalization of ``relax.sigmoid`` as ``1 / (1 + fast_exp(-x))`` (float32; other
+    dtypes keep TVM's ``sigmoid``)."""
+    from tvm import te, tirx, topi
+    x = call.args[0]
+
+    def sigmoid(t):
+        if t.dtype != "float32":
+            return topi.sigmoid(t)
+        e = topi.fast_exp(topi.negative(t))
+        one = tirx.const(1.0, t.dtype)
+        return te.compute(t.shape, lambda *i: one / (one + e(*i)), name="T_sigmoid",
+                          tag=topi.tag.ELEMWISE)
+
+    return bb.call_te(sigmoid, x, primfunc_name_hint="tir_sigmoid")
+
+
+def _rewrite(mod, pipeline: str):
+    """The graph rewrites of ``pipeline`` (:mod:`.rewrites`), before fusion."""
+    if not get(pipeline).nhwc:
+        return mod
+    from . import rewrites
+    return rewrites.to_nhwc(rewrites.chain_same_pools(mod))
+
+
+def _fuse_passes(target, pipeline: str) -> list:
+    from tvm import relax
+    from tvm.relax import pipeline as rp
+    p = get(pipeline)
+    try:
+        dispatch = rp.library_dispatch_passes(target)
+    except (ValueError, AttributeError):
+        dispatch = []
+    legalize = relax.transform.LegalizeOps(
+        {"relax.sigmoid": fast_sigmoid} if p.fast_exp else None)
+    passes = [*dispatch, legalize, relax.transform.AnnotateTIROpPattern(),
+              relax.transform.FoldConstant(), relax.transform.FuseOps(),
+              relax.transform.FuseTIR()]
+    if p.prepack:
+        passes.append(relax.transform.AttachAttrLayoutFreeBuffers())
+    return passes
 
 
 def tuning_module(mod, target, pipeline: str):
@@ -79,7 +134,7 @@ def build(mod, target, pipeline: str, database: Any | None = None,
     from tvm.relax import pipeline as rp
     from tvm.s_tir import dlight as dl
 
-    check(pipeline)
+    p = get(pipeline)
     with contextlib.ExitStack() as stack:
         stack.enter_context(target)
         if database is not None:
@@ -88,7 +143,7 @@ def build(mod, target, pipeline: str, database: Any | None = None,
         m = tvm.transform.Sequential(_fuse_passes(target, pipeline))(_rewrite(mod, pipeline))
         if database is not None:
             m = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(m)
-        if pipeline in PREPACKED:
+        if p.prepack:
             m = tvm.transform.Sequential([
                 relax.transform.SplitLayoutRewritePreproc(),
                 relax.transform.LiftTransformParams(),

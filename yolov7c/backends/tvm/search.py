@@ -3,7 +3,9 @@ cost model that ranks candidates.
 
 - :func:`dedup_search` wraps MetaSchedule's EvolutionarySearch so a candidate whose
   scheduled IR is already in the database is never measured again (TVM 0.27 only remembers
-  candidates of the current call, so a resume re-measured the database's best ones).
+  candidates of the current call, so a resume re-measured the database's best ones), and
+  ends a round when the search keeps coming back empty (TVM would loop until the trial
+  count is reached, which an exhausted space never reaches).
 - :func:`next_task` spends the budget where the time is: every task first gets one round
   (an untuned CPU kernel runs at naive speed, ~100x slower), then the task with the largest
   share of the estimated latency per trial already spent goes next.
@@ -19,6 +21,8 @@ import math
 from typing import Sequence
 
 log = logging.getLogger("yolov7c.tvm")
+
+MAX_EMPTY_GENERATIONS = 2    # generations with no unmeasured candidate before a round ends
 
 
 def dedup_search(stats: dict, population_size: int = 128, genetic_num_iters: int = 2,
@@ -67,10 +71,20 @@ def _dedup_search_class():
             self.inner.post_tuning()
 
         def generate_measure_candidates(self):
+            empty = 0
             for _ in range(16):  # bounded: duplicates still advance the inner trial counter
                 cands = self.inner.generate_measure_candidates()
                 if cands is None:
                     return None
+                if not cands:
+                    # The evolutionary search found nothing unmeasured: a small design
+                    # space (the fused decode) is exhausted. It would keep sampling, a
+                    # generation a minute, without advancing; end the task's round.
+                    empty += 1
+                    if empty >= MAX_EMPTY_GENERATIONS:
+                        self.stats["exhausted"] = self.stats.get("exhausted", 0) + 1
+                        return None
+                    continue
                 fresh, dup = [], []
                 for c in cands:
                     h = tvm_ffi.structural_hash(c.sch.mod)

@@ -50,6 +50,7 @@ unpack_database = dbm.unpack_database
 pack_database = dbm.pack_database
 prune_database = dbm.prune_database
 META_SCHEDULE_LOGGER = "tvm.s_tir.meta_schedule"
+CLOSED = 2        # rounds in a row without a new record (or one exhausted round) close a task
 
 
 @dataclass
@@ -65,7 +66,7 @@ class TuneReport:
     estimated_ms: float | None
     untuned_tasks: list[str] = field(default_factory=list)
     reused_tasks: int = 0              # tasks whose workload the database already had
-    pipeline: str = "nhwc"
+    pipeline: str = pl.CPU_DEFAULT
     stopped: str | None = None         # "SIGINT"/"SIGTERM"/"max_seconds" when cut short
     # (seconds, records measured, kernel-sum estimate over tuned tasks, tasks untuned)
     curve: list[tuple[float, int, float, int]] = field(default_factory=list)
@@ -159,7 +160,7 @@ def _best_ms(db, wl) -> float | None:
 
 
 def extract(model: nn.Module, spec: T.TargetSpec, img: tuple[int, int],
-            frontend: str = "torch", pipeline: str = "nhwc"):
+            frontend: str = "torch", pipeline: str = pl.CPU_DEFAULT):
     """(Relax module, extracted tasks) for ``model`` on ``spec`` under ``pipeline``."""
     mod = to_relax(model, img, frontend=frontend)
     return mod, pl.extract_tasks(mod, spec.tvm_target(), pipeline)
@@ -201,7 +202,7 @@ def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: st
                             "tune into a new db_dir for another pipeline", arg="pipeline")
         pipeline = have
     else:
-        pipeline = pipeline or ("nhwc" if spec.target.get("kind") == "llvm" else "zero")
+        pipeline = pipeline or pl.default_for(spec.target.get("kind"))
         meta = {"target": target_json, "cpu": identity, "pipeline": pipeline, "img": []}
     sizes = [list(s) for s in meta.get("img", []) if isinstance(s, list)]
     if list(img) not in sizes:
@@ -227,10 +228,12 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     ``rpc`` = "host:port:key" measures on a device behind a TVM RPC tracker (needed for
     targets that do not run here). ``op_names`` restricts tuning to tasks whose name contains
     one of the strings. ``max_seconds`` stops after the round that crosses it.
-    ``pipeline``: "nhwc" (default for a new CPU database: convolutions in NHWC, SPP pools
-    chained, the first round of each conv task seeded with register-blocked tilings, weights
-    in the layout each schedule wants), "prepack" (the same weight layout rewrite, NCHW, no
-    seeds) or "zero" (TVM's plain pipeline); an existing database keeps its own.
+    ``pipeline``: "nhwc-fastexp" (default for a new CPU database: convolutions in NHWC, SPP
+    pools chained, a vectorizing sigmoid, the first round of each conv task seeded with
+    register-blocked tilings, weights in the layout each schedule wants), "nhwc" (the same
+    with TVM's scalar sigmoid), "prepack" (the weight layout rewrite alone, NCHW, no seeds)
+    or "zero" (TVM's plain pipeline; the default for GPU targets); an existing database
+    keeps its own (:mod:`.pipeline`).
     ``schedule``: "weighted" (rounds where the latency is) or "round-robin". ``builder``:
     "inprocess" (build and time candidates in this process: fast) or "popen" (TVM's
     worker processes).
@@ -265,6 +268,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     stop = _Stop()
     with dbm.locked(d), stop.installed():
         pipeline = _settle_meta(d, spec, (h, w), pipeline, explicit_mcpu=mcpu is not None)
+        seeded = pl.get(pipeline).seeds
         db = dbm.open_database(d, create=True, write=True)
         before = len(db.get_all_tuning_records())
         t_start = time.perf_counter()
@@ -304,7 +308,11 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             k = search.retrain(cm, ctxs, db)
             say("[tune] cost model retrained from %d database records in %.1f s", k,
                 time.perf_counter() - t0)
-        measured, stalled, rounds, spent = 0, [0] * n, [0] * n, [0.0] * n
+        measured, rounds, spent = 0, [0] * n, [0.0] * n
+        seeding = seeded and spec.target.get("kind") == "llvm"
+        # a large injective kernel (the fused decode) keeps its measured default schedule
+        searched = [not seeding or seedmod.searchable(c) for c in ctxs]
+        stalled = [0 if searched[j] or have[j] == 0 else CLOSED for j in range(n)]
         curve: list[tuple[float, int, float, int]] = []
 
         def estimate() -> tuple[float, int]:
@@ -312,19 +320,21 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
                     sum(1 for b in best if b is None))
 
         while stop.signal is None:
-            open_ = [stalled[i] < 2 for i in range(n)]
+            open_ = [stalled[i] < CLOSED for i in range(n)]
             if sum(have) >= trials:
                 break
             i = search.next_task(have, best, weights, open_, schedule, flops, spent)
             if i is None:
                 break
             k = min(per_round, max(1, trials - sum(have)))
-            t_round = time.perf_counter()
+            t_round, exhausted = time.perf_counter(), stats.get("exhausted", 0)
             _quiet_tvm(verbose_tvm)
             stop.in_round = True   # a signal from here on ends the round, not the process
             try:
-                if have[i] == 0 and pipeline == "nhwc" and spec.target.get("kind") == "llvm":
+                if have[i] == 0 and seeding:
                     k -= seedmod.measure_seeds(ctxs[i], builder, runner, db, limit=min(k, 4))
+                if not searched[i]:
+                    k, stalled[i] = 0, CLOSED
                 if k > 0 and stop.signal is None:
                     with _foreign_handlers_detached():
                         tune_tasks(tasks=[ctxs[i]], task_weights=[weights[i]],
@@ -336,7 +346,10 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
                 stop.in_round = False
             spent[i] += time.perf_counter() - t_round
             new = count(i)
-            stalled[i] = stalled[i] + 1 if new == have[i] else 0
+            if stalled[i] < CLOSED:
+                stalled[i] = stalled[i] + 1 if new == have[i] else 0
+            if stats.get("exhausted", 0) > exhausted:   # the search found nothing unmeasured
+                stalled[i] = CLOSED
             measured += new - have[i]
             have[i], rounds[i] = new, rounds[i] + 1
             best[i] = _best_ms(db, wls[i])
