@@ -42,7 +42,8 @@ class Pipeline:
     nhwc: bool = False        # the graph rewrites of :mod:`.rewrites` (NHWC convs, ...)
     prepack: bool = False     # weights layout-free: RewriteLayout at tune, folded at build
     fast_exp: bool = False    # sigmoid through topi.fast_exp (vectorizes) instead of expf
-    seeds: bool = False       # first round of each NHWC conv task: register-blocked tilings
+    seeds: bool = False       # first rounds: register-blocked conv tilings, measured
+    #                           default schedules of injective kernels (:mod:`.seeds`)
 
 
 _ALL = (Pipeline("nhwc-fastexp", nhwc=True, prepack=True, fast_exp=True, seeds=True),
