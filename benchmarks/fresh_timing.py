@@ -43,14 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     threads = physical_cores()
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
     import numpy as np
-    import onnxruntime as ort
 
     from yolov7c.backends import tvm as btvm
     from yolov7c.backends.bench import alternating_ms
+    from yolov7c.backends.onnx import ort_session
     x = np.load(a.input)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
+    sess = ort_session(a.onnx, threads)
     name = sess.get_inputs()[0].name
     ref = sess.run(None, {name: x})[0]
     runner = btvm.load(a.lib)

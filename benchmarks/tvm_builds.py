@@ -38,14 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     from yolov7c.backends.tvm.targets import host_cpu, physical_cores
     threads = physical_cores()
     os.environ.setdefault("TVM_NUM_THREADS", str(threads))
-    import onnxruntime as ort
     import tvm
     from tvm import relax
 
     from yolov7c.api.models import deploy
     from yolov7c.backends import common
     from yolov7c.backends.bench import alternating_ms
-    from yolov7c.backends.onnx import export_onnx
+    from yolov7c.backends.onnx import export_onnx, ort_session
     from yolov7c.backends.tvm import compile as tc
     from yolov7c.backends.tvm import targets as T
     from yolov7c.backends.tvm.frontend import to_relax
@@ -55,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     x = common.example_input(model, a.img, seed=0).numpy()
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(str(export_onnx(model, a.img, Path(tmp) / "m.onnx")), so,
-                                    providers=["CPUExecutionProvider"])
+        sess = ort_session(export_onnx(model, a.img, Path(tmp) / "m.onnx"), threads)
     name = sess.get_inputs()[0].name
     ref = sess.run(None, {name: x})[0]
     mod = to_relax(model, a.img)

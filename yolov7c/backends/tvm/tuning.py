@@ -50,7 +50,7 @@ unpack_database = dbm.unpack_database
 pack_database = dbm.pack_database
 prune_database = dbm.prune_database
 META_SCHEDULE_LOGGER = "tvm.s_tir.meta_schedule"
-CLOSED = 2        # rounds in a row without a new record (or one exhausted round) close a task
+MAX_STALLED_ROUNDS = 2     # rounds in a row without a new record close a task
 
 
 @dataclass
@@ -268,7 +268,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     stop = _Stop()
     with dbm.locked(d), stop.installed():
         pipeline = _settle_meta(d, spec, (h, w), pipeline, explicit_mcpu=mcpu is not None)
-        seeded = pl.get(pipeline).seeds
+        seeding = pl.get(pipeline).seeds and spec.target.get("kind") == "llvm"
         db = dbm.open_database(d, create=True, write=True)
         before = len(db.get_all_tuning_records())
         t_start = time.perf_counter()
@@ -308,11 +308,11 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
             k = search.retrain(cm, ctxs, db)
             say("[tune] cost model retrained from %d database records in %.1f s", k,
                 time.perf_counter() - t0)
-        measured, rounds, spent = 0, [0] * n, [0.0] * n
-        seeding = seeded and spec.target.get("kind") == "llvm"
-        # a large injective kernel (the fused decode) keeps its measured default schedule
+        measured, stalled, rounds, spent = 0, [0] * n, [0] * n, [0.0] * n
+        # a large injective kernel (the fused decode) keeps its measured default schedule;
+        # closed: not searched again in this run (that, or its search space is used up)
         searched = [not seeding or seedmod.searchable(c) for c in ctxs]
-        stalled = [0 if searched[j] or have[j] == 0 else CLOSED for j in range(n)]
+        closed = [not searched[j] and have[j] > 0 for j in range(n)]
         curve: list[tuple[float, int, float, int]] = []
 
         def estimate() -> tuple[float, int]:
@@ -320,7 +320,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
                     sum(1 for b in best if b is None))
 
         while stop.signal is None:
-            open_ = [stalled[i] < CLOSED for i in range(n)]
+            open_ = [not closed[j] and stalled[j] < MAX_STALLED_ROUNDS for j in range(n)]
             if sum(have) >= trials:
                 break
             i = search.next_task(have, best, weights, open_, schedule, flops, spent)
@@ -334,7 +334,7 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
                 if have[i] == 0 and seeding:
                     k -= seedmod.measure_seeds(ctxs[i], builder, runner, db, limit=min(k, 4))
                 if not searched[i]:
-                    k, stalled[i] = 0, CLOSED
+                    k, closed[i] = 0, True
                 if k > 0 and stop.signal is None:
                     with _foreign_handlers_detached():
                         tune_tasks(tasks=[ctxs[i]], task_weights=[weights[i]],
@@ -346,10 +346,9 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
                 stop.in_round = False
             spent[i] += time.perf_counter() - t_round
             new = count(i)
-            if stalled[i] < CLOSED:
-                stalled[i] = stalled[i] + 1 if new == have[i] else 0
+            stalled[i] = stalled[i] + 1 if new == have[i] else 0
             if stats.get("exhausted", 0) > exhausted:   # the search found nothing unmeasured
-                stalled[i] = CLOSED
+                closed[i] = True
             measured += new - have[i]
             have[i], rounds[i] = new, rounds[i] + 1
             best[i] = _best_ms(db, wls[i])
