@@ -39,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("input")
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args(argv)
-    from yolov7c.backends.tvm.targets import physical_cores
-    threads = physical_cores()
-    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    from yolov7c.backends.tvm.targets import cpu_threads
+    threads = cpu_threads()
     import numpy as np
 
     from yolov7c.backends import tvm as btvm

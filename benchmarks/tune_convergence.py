@@ -71,11 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     from yolov7c.backends import common
     from yolov7c.backends import tvm as btvm
     from yolov7c.backends.onnx import export_onnx
-    from yolov7c.backends.tvm.targets import host_cpu, physical_cores
+    from yolov7c.backends.tvm.targets import cpu_threads, host_cpu
     from yolov7c.io_util import write_json_atomic
 
-    threads = physical_cores()
-    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    threads = cpu_threads()
     model = deploy(a.model).eval()
     x = common.example_input(model, a.img, seed=0)
     xn = x.numpy()

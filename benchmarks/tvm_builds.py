@@ -35,9 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--out")
     a = ap.parse_args(argv)
-    from yolov7c.backends.tvm.targets import host_cpu, physical_cores
-    threads = physical_cores()
-    os.environ.setdefault("TVM_NUM_THREADS", str(threads))
+    from yolov7c.backends.tvm.targets import cpu_threads, host_cpu
+    threads = cpu_threads()
     import tvm
     from tvm import relax
 

@@ -4,6 +4,7 @@ database intact, never unpickles a file from the database folder, and the tuned 
 rewritten) library still equals PyTorch."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -47,6 +48,9 @@ def test_tune_resumes_without_repeats(tmp_path, tiny_p5, bk):
         f.write('[0, [[["sample_perfect_tile"')
     r2 = btvm.tune(tiny_p5, "llvm", 128, db, trials=6, **kw)
     second = _records(db)
+    # candidates were timed on the thread pool the database records (its first run's)
+    threads = json.loads((db / "tune_meta.json").read_text())["threads"]
+    assert threads == tvm.get_global_func("runtime.NumThreads")() >= 1
     print(f"records: {len(first)} -> {len(second)}; duplicates skipped {r2.skipped_duplicates}")
     assert r2.records_before == len(first)
     assert len(second) > len(first)
@@ -296,3 +300,43 @@ def test_crafted_cost_model_file_is_never_unpickled(tmp_path, tiny_p5):
     rep = btvm.tune(tiny_p5, "llvm", 128, db, trials=4, cost_model="xgb", **kw)
     assert rep.reused_tasks == 1 and rep.records_after >= 3
     assert not sentinel.exists()
+
+
+CPU_THREADS = """
+import json, os, sys
+os.environ.pop("TVM_NUM_THREADS", None)
+import tvm
+from yolov7c.backends.tvm import targets as T
+num = tvm.get_global_func("runtime.NumThreads")
+print(json.dumps({"physical": T.physical_cores(), "first": T.cpu_threads(),
+                  "pool": num(), "lowered": T.cpu_threads(1), "pool_after": num()}))
+"""
+
+
+def test_tvm_cpu_pool_runs_one_thread_per_physical_core():
+    """TVM sizes its pool as half the logical CPUs on x86 (assumed hyper-threading): one
+    thread on a 2-core VM. The tuner and the runtime size it to the physical cores."""
+    env = {k: v for k, v in os.environ.items() if k != "TVM_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", CPU_THREADS], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    print(got)
+    assert got["first"] == got["pool"] == got["physical"]
+    assert got["lowered"] == got["pool_after"] == 1
+
+
+def test_a_resumed_tune_times_on_the_threads_the_database_was_made_with(tmp_path, tiny_p5):
+    db = tmp_path / "db"
+    kw = dict(op_names=["max_pool2d3"], per_round=2, cost_model="random", progress=False)
+    btvm.tune(tiny_p5, "llvm", 128, db, trials=1, **kw)
+    meta = json.loads((db / "tune_meta.json").read_text())
+    num = tvm.get_global_func("runtime.NumThreads")
+    before = num()
+    try:
+        (db / "tune_meta.json").write_text(json.dumps(dict(meta, threads=1)))
+        btvm.tune(tiny_p5, "llvm", 128, db, trials=2, **kw)
+        assert num() == 1
+        assert json.loads((db / "tune_meta.json").read_text())["threads"] == 1
+    finally:
+        from yolov7c.backends.tvm.targets import cpu_threads
+        cpu_threads(before)

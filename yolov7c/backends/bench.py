@@ -179,7 +179,7 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
             from . import tvm as btvm
             lib = Path(tmp) / "untuned.so"
             btvm.compile_model(dep, "llvm", img, lib, verbose=False)
-            rn = btvm.load(lib)
+            rn = btvm.load(lib, threads=threads)
             add(b, lambda: rn(xn)[0], "default Relax pipeline, no schedules",
                 time.perf_counter() - t0)
         elif b == "tvm-tuned":
@@ -197,7 +197,7 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
             except UserError as e:
                 add(b, None, str(e))
                 continue
-            rn = btvm.load(lib)
+            rn = btvm.load(lib, threads=threads)
             coverage = meta.notes[-1] if meta.notes else f"{meta.tuned_records} records"
             add(b, lambda: rn(xn)[0], f"MetaSchedule db {dbp}: {coverage}",
                 time.perf_counter() - t0)

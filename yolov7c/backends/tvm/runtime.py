@@ -58,9 +58,11 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def load(path: str | os.PathLike, device: str | None = None) -> Runner:
+def load(path: str | os.PathLike, device: str | None = None,
+         threads: int | None = None) -> Runner:
     """Load ``path`` (from :func:`compile_model`) on this machine's ``device`` (default: the
-    one the library was built for). Libraries for other CPUs/GPUs give a one-line error."""
+    one the library was built for). Libraries for other CPUs/GPUs give a one-line error.
+    ``threads``: CPU threads (default ``TVM_NUM_THREADS``, else the physical cores)."""
     import tvm
 
     p = Path(path)
@@ -76,6 +78,9 @@ def load(path: str | os.PathLike, device: str | None = None) -> Runner:
     if not dev.exist:
         raise UserError(f"path {p}: needs a {dev_type} device, which this machine does not "
                         "have", arg="path")
+    if dev_type == "cpu":
+        from .targets import cpu_threads
+        cpu_threads(threads)
     try:
         lib = tvm.runtime.load_module(str(p))
     except Exception as e:  # noqa: BLE001 - TVM raises plain errors; make them one line

@@ -98,6 +98,21 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_threads(threads: int | None = None) -> int:
+    """Size TVM's CPU thread pool: ``threads``, else ``TVM_NUM_THREADS`` if the user set it,
+    else the physical cores; returns the threads the pool runs. Why: TVM's own default halves
+    the logical CPUs on x86 (it assumes hyper-threading), so on a 2-core VM without SMT it ran
+    one thread: the tuner measured every candidate on one core and the build ran on two. The
+    pool's size is read once, when it starts; a later call can only lower it."""
+    import tvm
+    env = os.environ.get("TVM_NUM_THREADS", "")
+    want = threads or (int(env) if env.isdigit() else 0) or physical_cores()
+    os.environ["TVM_NUM_THREADS"] = str(want)   # for this process's pool and for workers
+    if tvm.get_global_func("runtime.NumThreads")() != want:
+        tvm.get_global_func("runtime.config_threadpool")(1, want)
+    return int(tvm.get_global_func("runtime.NumThreads")())
+
+
 def device_present(spec: TargetSpec) -> bool:
     """Does this machine have the device ``spec`` runs on (a GPU for cuda, say)?"""
     if spec.runs_here:

@@ -182,9 +182,11 @@ def _check_args(trials: int, per_round: int) -> None:
 
 
 def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: str | None,
-                 explicit_mcpu: bool) -> str:
+                 explicit_mcpu: bool, timed_here: bool) -> str:
     """Check ``d``'s meta against this run (target, CPU, pipeline) or write it; returns the
-    pipeline to use (an existing database keeps its own)."""
+    pipeline to use (an existing database keeps its own). ``timed_here``: candidates are
+    timed on this CPU, on the thread count the database was first tuned with (a new one:
+    ``targets.cpu_threads()``'s)."""
     meta = dbm.read_meta(d)
     target_json = str(spec.tvm_target())
     identity = T.cpu_identity(spec.target) if spec.target.get("kind") == "llvm" else {}
@@ -208,6 +210,15 @@ def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: st
     if list(img) not in sizes:
         sizes.append(list(img))
     meta.update(img=sizes, cpu=meta.get("cpu") or identity, pipeline=pipeline)
+    if timed_here:   # records stay comparable: a resumed run times on the first run's count
+        had = meta.get("threads")
+        want = had if isinstance(had, int) and had > 0 else None
+        got = T.cpu_threads(want)
+        if want is not None and got != want:
+            log.warning("[tune] db_dir %s was tuned on %d threads, this process runs %d: "
+                        "its new records will not compare (set TVM_NUM_THREADS=%d)",
+                        d, want, got, want)
+        meta["threads"] = want or got
     dbm.write_meta(d, meta)
     return pl.check(pipeline)
 
@@ -267,13 +278,16 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     d = Path(db_dir)
     stop = _Stop()
     with dbm.locked(d), stop.installed():
-        pipeline = _settle_meta(d, spec, (h, w), pipeline, explicit_mcpu=mcpu is not None)
+        here = addr is None and spec.target.get("kind") == "llvm"
+        pipeline = _settle_meta(d, spec, (h, w), pipeline, explicit_mcpu=mcpu is not None,
+                                timed_here=here)
         seeding = pl.get(pipeline).seeds and spec.target.get("kind") == "llvm"
         db = dbm.open_database(d, create=True, write=True)
         before = len(db.get_all_tuning_records())
         t_start = time.perf_counter()
-        say("[tune] extracting tasks of %s at %dx%d for %s (%s pipeline)",
-            type(model).__name__, h, w, spec.name, pipeline)
+        say("[tune] extracting tasks of %s at %dx%d for %s (%s pipeline%s)",
+            type(model).__name__, h, w, spec.name, pipeline,
+            f", timed on {dbm.read_meta(d)['threads']} threads" if here else "")
         _, all_tasks = extract(model, spec, (h, w), frontend, pipeline)
         sel = [t for t in all_tasks if not op_names or any(o in t.task_name for o in op_names)]
         if not sel:
