@@ -13,9 +13,10 @@ Each config tunes a fresh database (or resumes ``--keep-db``'s) for ``--minutes`
 ``--checkpoints`` pieces; after each piece the library is built and timed against
 onnxruntime in a fresh process (``fresh_timing.py``: the tuning process keeps threads and
 memory that slowed the library by up to 20 %; same threads, same input, fp32, batch 1,
-alternating blocks so both see the same load). ``--earlier`` adds the configs of an earlier run's JSON (same model, size
-and CPU; not re-run, marked "earlier run") to the table and the plot. Writes ``tune_convergence_<model>_<img>.json`` and ``.png`` (measured latency vs
-tuning minutes, the kernel-sum estimate, onnxruntime).
+alternating blocks so both see the same load). ``--earlier`` adds the configs of an
+earlier run's JSON (same model, size and CPU; not re-run, marked "earlier run") to the
+table and the plot. Writes ``tune_convergence_<model>_<img>.json`` and ``.png`` (measured
+latency vs tuning minutes, the kernel-sum estimate, onnxruntime).
 """
 from __future__ import annotations
 

@@ -182,11 +182,11 @@ def _check_args(trials: int, per_round: int) -> None:
 
 
 def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: str | None,
-                 explicit_mcpu: bool, timed_here: bool) -> str:
+                 explicit_mcpu: bool, timed_here: bool) -> tuple[str, int | None]:
     """Check ``d``'s meta against this run (target, CPU, pipeline) or write it; returns the
-    pipeline to use (an existing database keeps its own). ``timed_here``: candidates are
-    timed on this CPU, on the thread count the database was first tuned with (a new one:
-    ``targets.cpu_threads()``'s)."""
+    pipeline to use (an existing database keeps its own) and the CPU threads candidates are
+    timed on. ``timed_here``: candidates are timed on this CPU, on the thread count the
+    database was first tuned with (a new one: ``targets.cpu_threads()``'s); else None."""
     meta = dbm.read_meta(d)
     target_json = str(spec.tvm_target())
     identity = T.cpu_identity(spec.target) if spec.target.get("kind") == "llvm" else {}
@@ -220,7 +220,7 @@ def _settle_meta(d: Path, spec: T.TargetSpec, img: tuple[int, int], pipeline: st
                         d, want, got, want)
         meta["threads"] = want or got
     dbm.write_meta(d, meta)
-    return pl.check(pipeline)
+    return pl.check(pipeline), meta.get("threads") if timed_here else None
 
 
 # --------------------------------------------------------------------------- driver
@@ -279,15 +279,15 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     stop = _Stop()
     with dbm.locked(d), stop.installed():
         here = addr is None and spec.target.get("kind") == "llvm"
-        pipeline = _settle_meta(d, spec, (h, w), pipeline, explicit_mcpu=mcpu is not None,
-                                timed_here=here)
+        pipeline, threads = _settle_meta(d, spec, (h, w), pipeline,
+                                         explicit_mcpu=mcpu is not None, timed_here=here)
         seeding = pl.get(pipeline).seeds and spec.target.get("kind") == "llvm"
         db = dbm.open_database(d, create=True, write=True)
         before = len(db.get_all_tuning_records())
         t_start = time.perf_counter()
         say("[tune] extracting tasks of %s at %dx%d for %s (%s pipeline%s)",
             type(model).__name__, h, w, spec.name, pipeline,
-            f", timed on {dbm.read_meta(d)['threads']} threads" if here else "")
+            f", timed on {threads} threads" if threads else "")
         _, all_tasks = extract(model, spec, (h, w), frontend, pipeline)
         sel = [t for t in all_tasks if not op_names or any(o in t.task_name for o in op_names)]
         if not sel:
