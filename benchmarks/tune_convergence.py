@@ -148,9 +148,11 @@ def _add_earlier(res: dict, path: Path) -> None:
 
 
 def _plot(res: dict, path: Path) -> None:
-    """Left: measured end-to-end latency vs tuning minutes for each config (points), with the
-    kernel-sum estimate (dashed, tuned tasks only) and onnxruntime; right: the final
-    latencies."""
+    """Left: end-to-end ms vs tuning minutes for each config (points), onnxruntime timed
+    beside each point (this VM's speed drifts between checkpoints), and the kernel-sum
+    estimate (dashed, tuned tasks only). Right: TVM / onnxruntime at each checkpoint (each
+    pair timed in one process, so the drift cancels), the first point within 10 % of the
+    final ratio circled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -159,30 +161,30 @@ def _plot(res: dict, path: Path) -> None:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (cfg, r) in enumerate(res["configs"].items()):
         c = f"C{i}"
-        pts = [(p["minutes"], p["latency_ms"]) for p in r["points"]]
-        ax.plot(*zip(*pts), marker="o", color=c,
+        pts = r["points"]
+        mins = [p["minutes"] for p in pts]
+        ax.plot(mins, [p["latency_ms"] for p in pts], marker="o", color=c,
                 label=f"{cfg} ({r['pipeline']}, {r['schedule']}): measured")
-        fresh = r.get("final_fresh_process")   # the last database re-timed on its own
-        if fresh:
-            ax.plot([r["points"][-1]["minutes"]], [fresh["tvm_ms"]], marker="*", ms=12,
-                    ls="", color=c, label=f"{cfg}: final database, fresh process")
+        ort = [p.get("onnxruntime_ms") for p in pts]
+        if all(ort):
+            ax.plot(mins, ort, marker="x", ls=":", color=c, label=f"{cfg}: onnxruntime beside it")
+            ratio = [p["latency_ms"] / o for p, o in zip(pts, ort)]
+            bx.plot(mins, ratio, marker="o", color=c, label=cfg)
+            # "within 10 %" on the ratio: the absolute ms carry the drift between points
+            first = next(j for j, q in enumerate(ratio) if q <= 1.1 * ratio[-1])
+            bx.plot([mins[first]], [ratio[first]], marker="o", ms=14, mfc="none", color=c,
+                    label=f"{cfg}: within 10 % of its final ratio ({mins[first]:.0f} min)")
         est = [(p["s"] / 60, p["estimate_ms"]) for p in r.get("curve", [])
                if p["untuned"] == 0]
         if est:
             ax.plot(*zip(*est), ls="--", lw=1, color=c, label=f"{cfg}: kernel-sum estimate")
-    ax.axhline(res["onnxruntime_ms"], color="k", lw=1, label="onnxruntime")
-    ax.set_yscale("log")
     ax.set_xlabel("tuning minutes")
     ax.set_ylabel("end-to-end ms (batch 1, fp32)")
     ax.legend(fontsize=7)
-    names = list(res["configs"]) + ["onnxruntime"]
-    vals = [(r.get("final_fresh_process") or {}).get("tvm_ms", r["latency_ms"])
-            for r in res["configs"].values()] + [res["onnxruntime_ms"]]
-    bx.bar(names, vals, color=[f"C{i}" for i in range(len(vals) - 1)] + ["k"])
-    for i, r in enumerate(res["configs"].values()):
-        bx.text(i, vals[i], f"{vals[i]:.1f} ms\n{r['tasks_tuned']}/{r['tasks']} tasks",
-                ha="center", va="bottom", fontsize=8)
-    bx.set_ylabel("end-to-end ms after tuning (fresh process where measured)")
+    bx.axhline(1.0, color="k", lw=1, label="onnxruntime")
+    bx.set_xlabel("tuning minutes")
+    bx.set_ylabel("TVM / onnxruntime (same process, alternating)")
+    bx.legend(fontsize=7)
     fig.suptitle(f"{res['model']} @ {res['img']}, {res['threads']} threads, "
                  f"{res['minutes_per_config']:g} min per config")
     with atomic_path(path, ".png") as tmp:

@@ -5,10 +5,11 @@
         [--no-defaults] [--out benchmarks/results/tvm_builds_<model>_<img>.json]
 
 Each ``--db label=path`` is built (with the database's own pipeline; with ``--no-defaults``
-also a second time without the default schedules of kernels the database does not cover)
-and timed against onnxruntime in alternating blocks with a pause between them: same
-process, same input, same threads, fp32, batch 1 (``backends.bench.alternating_ms``: not
-call by call, see there). Prints a table and writes JSON.
+also a second time without the default schedules of kernels the database does not cover).
+Then all libraries and onnxruntime are timed in one loop of alternating blocks with a pause
+between them: same process, same input, same threads, fp32, batch 1, the same machine load
+for every row (``backends.bench.alternating_ms``: not call by call, see there). Prints a
+table and writes JSON.
 """
 from __future__ import annotations
 
@@ -32,9 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", action="append", required=True, help="label=path (repeatable)")
     ap.add_argument("--no-defaults", action="store_true",
                     help="also build each without the default schedules")
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    labels = [item.partition("=")[0] for item in a.db]
+    if len(set(labels)) < len(labels) or "onnxruntime" in labels:
+        ap.error(f"--db labels {labels}: give each database its own label (not onnxruntime)")
     from yolov7c.backends.tvm.targets import cpu_threads, host_cpu
     threads = cpu_threads()
     import tvm
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ref = sess.run(None, {name: x})[0]
     mod = to_relax(model, a.img)
     spec = T.resolve("llvm")
-    rows = []
+    rows, fns = [], {"onnxruntime": lambda: sess.run(None, {name: x})}
+    xt = tvm.runtime.tensor(x)
     for item in a.db:
         label, _, path = item.partition("=")
         for defaults in ([True, False] if a.no_defaults else [True]):
@@ -67,22 +72,23 @@ def main(argv: list[str] | None = None) -> int:
             ex = tc.build(mod, spec, path, facts, default_schedules=defaults)
             build_s = time.perf_counter() - t0
             fn = relax.VirtualMachine(ex, tvm.cpu())["main"]
-            xt = tvm.runtime.tensor(x)
             out = fn(xt)
             got = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
-            ms = alternating_ms({"tvm": lambda: fn(xt),
-                                 "ort": lambda: sess.run(None, {name: x})}, a.rounds)
-            rows.append({"label": label, "db": path, "pipeline": facts.pipeline,
+            key = f"{label}{'' if defaults else ' (no defaults)'}"
+            fns[key] = lambda fn=fn: fn(xt)
+            rows.append({"label": label, "key": key, "db": path, "pipeline": facts.pipeline,
                          "tasks_tuned": facts.tuned, "tasks": facts.tasks,
-                         "default_schedules": defaults, "tvm_ms": ms["tvm"],
-                         "onnxruntime_ms": ms["ort"], "ratio": ms["tvm"] / ms["ort"],
+                         "default_schedules": defaults,
                          "max_rel_err": float(np.abs(got - ref).max() / np.abs(ref).max()),
-                         "build_s": build_s, "load1": os.getloadavg()[0]})
-            r = rows[-1]
-            print(f"{label:10s} {r['pipeline']:8s} defaults={'on ' if defaults else 'off'} "
-                  f"{r['tasks_tuned']}/{r['tasks']} tasks  tvm {r['tvm_ms']:7.1f} ms  "
-                  f"onnxruntime {r['onnxruntime_ms']:6.1f} ms  {r['ratio']:.2f}x  "
-                  f"err {r['max_rel_err']:.1e}", flush=True)
+                         "build_s": build_s})
+    # every library and onnxruntime in one alternating loop: all see the same machine load
+    ms = alternating_ms(fns, a.rounds)
+    for r in rows:
+        r.update(tvm_ms=ms[r["key"]], onnxruntime_ms=ms["onnxruntime"],
+                 ratio=ms[r["key"]] / ms["onnxruntime"], load1=os.getloadavg()[0])
+        print(f"{r['key']:22s} {r['pipeline']:12s} {r['tasks_tuned']}/{r['tasks']} tasks  "
+              f"tvm {r['tvm_ms']:7.1f} ms  onnxruntime {r['onnxruntime_ms']:6.1f} ms  "
+              f"{r['ratio']:.2f}x  err {r['max_rel_err']:.1e}", flush=True)
     res = {"model": a.model, "img": a.img, "threads": threads, "cpu": host_cpu(), "rows": rows}
     out = Path(a.out or ROOT / "benchmarks" / "results" / f"tvm_builds_{a.model}_{a.img}.json")
     write_json_atomic(out, res)

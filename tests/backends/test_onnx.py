@@ -146,3 +146,22 @@ def test_img_hints_are_valid_sizes(tiny_p5, img, hint):
                                         f"model's max stride 32; {hint}") as e:
         cx.check_img_size(tiny_p5, img)
     assert e.value.arg == "img"
+
+
+def test_ort_session_profile_writes_per_node_times(tmp_path, tiny_p5):
+    """``profile_prefix`` turns onnxruntime's profiler on (benchmarks/tvm_profile.py reads
+    its per-node kernel times); without it, no profile is written."""
+    import json
+    path = bx.export_onnx(tiny_p5, 128, tmp_path / "m.onnx")
+    x = cx.example_input(tiny_p5, 128, seed=0).numpy()
+    sess = bx.ort_session(path, 1, profile_prefix=str(tmp_path / "prof"))
+    sess.run(None, {sess.get_inputs()[0].name: x})
+    events = json.loads(open(sess.end_profiling()).read())
+    convs = [e for e in events if e.get("cat") == "Node"
+             and e.get("name", "").endswith("_kernel_time")
+             and e.get("args", {}).get("op_name") == "Conv"]
+    assert convs and all(e["dur"] >= 0 for e in convs)
+    plain = bx.ort_session(path, 1)
+    plain.run(None, {plain.get_inputs()[0].name: x})
+    assert plain.end_profiling() == ""
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("prof")]) == 1

@@ -151,14 +151,20 @@ def export_onnx(model: nn.Module, img: int | Sequence[int], path: str | os.PathL
     return Path(path)
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None):
-    """An onnxruntime CPU session with ``threads`` intra-op threads (1 inter-op)."""
+def ort_session(path: str | os.PathLike, threads: int | None = None,
+                profile_prefix: str | None = None):
+    """An onnxruntime CPU session with ``threads`` intra-op threads (1 inter-op);
+    ``profile_prefix``: onnxruntime's per-node profiling on, its JSON written under that
+    prefix by ``end_profiling()``."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     so.log_severity_level = 3
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
