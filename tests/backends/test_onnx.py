@@ -152,11 +152,12 @@ def test_ort_session_profile_writes_per_node_times(tmp_path, tiny_p5):
     """``profile_prefix`` turns onnxruntime's profiler on (benchmarks/tvm_profile.py reads
     its per-node kernel times); without it, no profile is written."""
     import json
+    from pathlib import Path
     path = bx.export_onnx(tiny_p5, 128, tmp_path / "m.onnx")
     x = cx.example_input(tiny_p5, 128, seed=0).numpy()
     sess = bx.ort_session(path, 1, profile_prefix=str(tmp_path / "prof"))
     sess.run(None, {sess.get_inputs()[0].name: x})
-    events = json.loads(open(sess.end_profiling()).read())
+    events = json.loads(Path(sess.end_profiling()).read_text())
     convs = [e for e in events if e.get("cat") == "Node"
              and e.get("name", "").endswith("_kernel_time")
              and e.get("args", {}).get("op_name") == "Conv"]
