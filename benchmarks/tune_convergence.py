@@ -153,11 +153,8 @@ def _plot(res: dict, path: Path) -> None:
     estimate (dashed, tuned tasks only). Right: TVM / onnxruntime at each checkpoint (each
     pair timed in one process, so the drift cancels), the first point within 10 % of the
     final ratio circled."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from yolov7c.io_util import atomic_path
+    from yolov7c.figures import pyplot, save_png
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (cfg, r) in enumerate(res["configs"].items()):
         c = f"C{i}"
@@ -187,9 +184,7 @@ def _plot(res: dict, path: Path) -> None:
     bx.legend(fontsize=7)
     fig.suptitle(f"{res['model']} @ {res['img']}, {res['threads']} threads, "
                  f"{res['minutes_per_config']:g} min per config")
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -192,11 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 def _plot(res: dict, path: Path) -> None:
     """Left: each kernel's time in the model against its database record (log-log, y = x
     and +10 % lines). Right: TVM by kernel kind next to onnxruntime by operator type."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from yolov7c.io_util import atomic_path
+    from yolov7c.figures import pyplot, save_png
+    plt = pyplot()
     ks = [k for k in res["kernels"] if k["record_ms"]]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax.scatter([k["record_ms"] for k in ks], [k["model_ms"] for k in ks], s=12)

@@ -6,20 +6,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io_util import atomic_path
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from ..figures import pyplot, save_png
 
 
 def plot_pr_curve(pr: dict, names: Sequence[str], per_class: list[dict],
                   path: str | os.PathLike) -> None:
     """Interpolated precision vs recall per class (thin) and their mean (bold), IoU 0.5."""
-    plt = _plt()
+    plt = pyplot()
     r = np.asarray(pr["recall"])
     rows = [(k, np.asarray(p)) for k, p in enumerate(pr["precision"]) if p is not None]
     fig, ax = plt.subplots(figsize=(7, 5.5), dpi=110)
@@ -35,15 +28,13 @@ def plot_pr_curve(pr: dict, names: Sequence[str], per_class: list[dict],
            title="Precision–recall at IoU 0.5 (pycocotools, interpolated)")
     ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.3)
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path, bbox_inches="tight")
 
 
 def plot_confusion(m: np.ndarray, names: Sequence[str], path: str | os.PathLike,
                    conf: float, iou: float) -> None:
     """Column-normalized confusion matrix (each true class sums to 1), background last."""
-    plt = _plt()
+    plt = pyplot()
     col = m.sum(0, keepdims=True)
     norm = m / np.maximum(col, 1)
     labels = list(names) + ["background"]
@@ -61,6 +52,4 @@ def plot_confusion(m: np.ndarray, names: Sequence[str], path: str | os.PathLike,
     ax.set(xlabel="True", ylabel="Predicted",
            title=f"Confusion matrix (conf > {conf}, IoU > {iou})")
     fig.colorbar(im, ax=ax, fraction=0.046)
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    plt.close(fig)
+    save_png(fig, path, bbox_inches="tight")

@@ -13,7 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io_util import atomic_path, write_text_atomic
+from ..figures import pyplot, save_png
+from ..io_util import write_text_atomic
 
 COLUMNS = ("epoch", "train/box", "train/obj", "train/cls", "train/total", "precision",
            "recall", "mAP50", "mAP50-95", "lr/no_decay", "lr/decay", "lr/bias", "time_s")
@@ -29,18 +30,12 @@ def write_results(path: Path, rows: Sequence[dict]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
 
 def plot_results(path: Path, rows: Sequence[dict]) -> None:
     """Loss parts and validation metrics per epoch, one panel each."""
     if not rows:
         return
-    plt = _plt()
+    plt = pyplot()
     keys = ("train/box", "train/obj", "train/cls", "train/total", "precision", "recall",
             "mAP50", "mAP50-95")
     ep = [r["epoch"] for r in rows]
@@ -50,14 +45,12 @@ def plot_results(path: Path, rows: Sequence[dict]) -> None:
         ax.set_title(k)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
 
 
 def plot_labels(path: Path, labels: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """Instances per class, box centres and box sizes (normalized) of the training set."""
-    plt = _plt()
+    plt = pyplot()
     lab = np.concatenate([np.asarray(x, np.float32).reshape(-1, 5) for x in labels], 0)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), tight_layout=True)
     counts = np.bincount(lab[:, 0].astype(int), minlength=len(names))
@@ -70,6 +63,4 @@ def plot_labels(path: Path, labels: Sequence[np.ndarray], names: Sequence[str]) 
     axes[1].set(xlim=(0, 1), ylim=(1, 0), title="box centres (x, y)")
     axes[2].scatter(lab[:, 3], lab[:, 4], s=2, alpha=0.4)
     axes[2].set(xlim=(0, 1), ylim=(0, 1), title="box sizes (w, h)")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
