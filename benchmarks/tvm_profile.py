@@ -37,8 +37,8 @@ def kernel_tasks(mod, target, pipeline: str) -> tuple[list, dict[str, int]]:
     import tvm_ffi
 
     from yolov7c.backends.tvm import pipeline as pl
-    tasks = pl.extract_tasks(mod, target, pipeline)
     fused = pl.tuning_module(mod, target, pipeline)
+    tasks = pl.extract_tasks(mod, target, pipeline, fused)
     owner: dict[str, int] = {}
     for gv, func in fused.functions.items():
         if not isinstance(func, tvm.tirx.PrimFunc):
@@ -228,9 +228,7 @@ def _plot(res: dict, path: Path) -> None:
     bx.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"{res['model']} @ {res['img']}, {res['threads']} threads "
                  f"({res['pipeline']} pipeline)")
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,10 @@ def build(mod, target, pipeline: str, database: Any | None = None,
         return tvm.compile(m, target)
 
 
-def extract_tasks(mod, target, pipeline: str):
-    """MetaSchedule's extracted tasks of ``mod`` under ``pipeline`` (weights in task order)."""
+def extract_tasks(mod, target, pipeline: str, fused: Any | None = None):
+    """MetaSchedule's extracted tasks of ``mod`` under ``pipeline`` (weights in task order);
+    ``fused``: ``tuning_module(mod, target, pipeline)``, when the caller has it already."""
     from tvm.s_tir import meta_schedule as ms
-    return ms.relax_integration.extract_tasks(tuning_module(mod, target, pipeline), target)
+    if fused is None:
+        fused = tuning_module(mod, target, pipeline)
+    return ms.relax_integration.extract_tasks(fused, target)
