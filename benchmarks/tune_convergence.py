@@ -7,8 +7,9 @@
 Configs: ``old`` = before issue 11 (TVM's "zero" pipeline, weights OIHW; round-robin over
 tasks; TVM's popen builder). ``prepack`` = NCHW with MetaSchedule's weight layout rewrite,
 rounds weighted by latency share, in-process builds. ``nhwc`` = convolutions in NHWC, SPP
-pools chained, seeded conv tilings, weight layout rewrite. ``new`` = the default now:
-``nhwc-fastexp`` (``nhwc`` with a vectorizing sigmoid).
+pools chained, seeded conv tilings, weight layout rewrite. ``new`` = ``nhwc-fastexp``
+(``nhwc`` with a vectorizing sigmoid; the default before Winograd). ``winograd`` = the
+default now: ``nhwc-winograd`` (``nhwc-fastexp`` with Winograd 3×3 convolutions).
 Each config tunes a fresh database (or resumes ``--keep-db``'s) for ``--minutes``, in
 ``--checkpoints`` pieces; after each piece the library is built and timed against
 onnxruntime in a fresh process (``fresh_timing.py``: the tuning process keeps threads and
@@ -38,6 +39,7 @@ CONFIGS = {
     "prepack": {"pipeline": "prepack", "schedule": "weighted", "builder": "inprocess"},
     "nhwc": {"pipeline": "nhwc", "schedule": "weighted", "builder": "inprocess"},
     "new": {"pipeline": "nhwc-fastexp", "schedule": "weighted", "builder": "inprocess"},
+    "winograd": {"pipeline": "nhwc-winograd", "schedule": "weighted", "builder": "inprocess"},
 }
 
 

@@ -19,13 +19,16 @@ IMG = 64
 
 
 def test_pipelines_are_data_and_old_names_keep_their_meaning() -> None:
-    assert list(pl.PIPELINES) == ["nhwc-fastexp", "nhwc", "prepack", "zero"]
-    assert pl.default_for("llvm") == "nhwc-fastexp" and pl.default_for("cuda") == "zero"
-    fx, nhwc = pl.get("nhwc-fastexp"), pl.get("nhwc")
+    assert list(pl.PIPELINES) == ["nhwc-winograd", "nhwc-fastexp", "nhwc", "prepack", "zero"]
+    assert pl.default_for("llvm") == "nhwc-winograd" and pl.default_for("cuda") == "zero"
+    fx, nhwc, wino = pl.get("nhwc-fastexp"), pl.get("nhwc"), pl.get("nhwc-winograd")
+    # nhwc-winograd is nhwc-fastexp plus the Winograd rewrite, nothing else
+    assert (wino.nhwc, wino.prepack, wino.seeds, wino.fast_exp) == (True, True, True, True)
+    assert wino.winograd and not fx.winograd and not nhwc.winograd
     # nhwc-fastexp is nhwc plus the sigmoid, nothing else (databases of nhwc stay valid)
     assert (fx.nhwc, fx.prepack, fx.seeds) == (nhwc.nhwc, nhwc.prepack, nhwc.seeds)
     assert fx.fast_exp and not nhwc.fast_exp and not pl.get("zero").prepack
-    with pytest.raises(UserError, match="nhwc-fastexp, nhwc, prepack, zero"):
+    with pytest.raises(UserError, match="nhwc-winograd, nhwc-fastexp, nhwc, prepack, zero"):
         pl.check("nhwc2")
 
 

@@ -190,11 +190,8 @@ def test_shared_workloads_are_not_tuned_again_and_the_build_equals_torch(tmp_pat
     a, b = bk.make_tiny("p5", seed=0), bk.make_tiny("p5", seed=1)
     db = tmp_path / "db"
     kw = dict(per_round=2, cost_model="random", progress=False)
-    if pipeline == "nhwc-fastexp":   # the default for a new CPU database
-        r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"], **kw)
-    else:
-        r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"],
-                       pipeline=pipeline, **kw)
+    r1 = btvm.tune(a, "llvm", 128, db, trials=2, op_names=["conv2d13"], pipeline=pipeline,
+                   **kw)
     assert r1.pipeline == pipeline and r1.records_after == 2 and r1.reused_tasks == 0
     first = _records(db)
     r2 = btvm.tune(b, "llvm", 128, db, trials=4, op_names=OPS, **kw)

@@ -10,7 +10,9 @@ not import TVM; each function does on first use, so the rest of yolov7c works wi
 - ``targets.resolve(name)``                                  → named targets
 
 Modules: ``targets`` (named targets, CPU identity), ``frontend`` (torch/ONNX → Relax),
-``pipeline`` (pass lists shared by tuning and building), ``database`` (open, validate,
+``pipeline`` (pass lists shared by tuning and building), ``rewrites`` (graph rewrites),
+``winograd`` (3×3 convolutions as Winograd kernels), ``seeds`` (first candidates),
+``database`` (open, validate,
 lock, pack), ``search`` (dedup search, task scheduling, cost model), ``tuning`` (driver),
 ``compile``, ``runtime``, ``rpc``.
 """

@@ -6,7 +6,12 @@ tasks get seeded tilings. A database records its pipeline's name and is always b
 it; a pipeline, once shipped, never changes meaning (a change is a new name), so an old
 database keeps building to what it was tuned for.
 
-- ``"nhwc-fastexp"`` (default for new CPU databases): ``"nhwc"`` with ``sigmoid`` computed
+- ``"nhwc-winograd"`` (default for new CPU databases): ``"nhwc-fastexp"`` with every
+  eligible 3×3 stride-1 convolution computed as Winograd F(4×4, 3×3) (:mod:`.winograd`:
+  4× fewer multiplies, one fused kernel per conv, its candidates a few measured parameter
+  points instead of a search). The other kernels are those of ``"nhwc-fastexp"``, the same
+  PrimFuncs, so their database keys are the same too.
+- ``"nhwc-fastexp"``: ``"nhwc"`` with ``sigmoid`` computed
   as ``1 / (1 + fast_exp(-x))`` (:func:`fast_sigmoid`). TVM's own ``sigmoid`` calls the C
   library's scalar ``expf`` per element: in a SiLU model every conv's epilogue, in every
   model the decode. ``topi.fast_exp`` (range reduction, a polynomial, the exponent built in
@@ -44,14 +49,17 @@ class Pipeline:
     fast_exp: bool = False    # sigmoid through topi.fast_exp (vectorizes) instead of expf
     seeds: bool = False       # first rounds: register-blocked conv tilings, measured
     #                           default schedules of injective kernels (:mod:`.seeds`)
+    winograd: bool = False    # 3×3 stride-1 convs as Winograd F(4×4, 3×3) (:mod:`.winograd`)
 
 
-_ALL = (Pipeline("nhwc-fastexp", nhwc=True, prepack=True, fast_exp=True, seeds=True),
+_ALL = (Pipeline("nhwc-winograd", nhwc=True, prepack=True, fast_exp=True, seeds=True,
+                 winograd=True),
+        Pipeline("nhwc-fastexp", nhwc=True, prepack=True, fast_exp=True, seeds=True),
         Pipeline("nhwc", nhwc=True, prepack=True, seeds=True),
         Pipeline("prepack", prepack=True),
         Pipeline("zero"))
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in _ALL}
-CPU_DEFAULT = "nhwc-fastexp"      # a new CPU database
+CPU_DEFAULT = "nhwc-winograd"     # a new CPU database
 GPU_DEFAULT = "zero"              # a new GPU database (dlight / MetaSchedule's own layouts)
 
 
@@ -91,10 +99,15 @@ def fast_sigmoid(bb, call):
 
 def _rewrite(mod, pipeline: str):
     """The graph rewrites of ``pipeline`` (:mod:`.rewrites`), before fusion."""
-    if not get(pipeline).nhwc:
+    p = get(pipeline)
+    if not p.nhwc:
         return mod
     from . import rewrites
-    return rewrites.to_nhwc(rewrites.chain_same_pools(mod))
+    mod = rewrites.to_nhwc(rewrites.chain_same_pools(mod))
+    if p.winograd:
+        from . import winograd
+        mod = winograd.rewrite(mod)
+    return mod
 
 
 def _fuse_passes(target, pipeline: str) -> list:
@@ -153,7 +166,8 @@ def build(mod, target, pipeline: str, database: Any | None = None,
             m = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                         dl.gpu.GeneralReduction(), dl.gpu.Fallback())(m)
         elif target.kind.name == "llvm" and default_schedules:
-            m = dl.ApplyDefaultSchedule(cpu_fallback())(m)
+            from .winograd import default_rule
+            m = dl.ApplyDefaultSchedule(default_rule(), cpu_fallback())(m)
         return tvm.compile(m, target)
 
 

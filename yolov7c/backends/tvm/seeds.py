@@ -133,7 +133,11 @@ def _injective_blocks(mod) -> int | None:
 
 
 def searchable(ctx) -> bool:
-    """False for a large injective kernel, which keeps its (measured) default schedule."""
+    """False for a large injective kernel, which keeps its (measured) default schedule, and
+    for a Winograd kernel, whose candidates are its parameter points (:mod:`.winograd`)."""
+    from .winograd import is_winograd
+    if is_winograd(ctx.mod["main"]):
+        return False
     n = _injective_blocks(ctx.mod)
     return n is None or n <= MAX_SEARCHED_BLOCKS
 
@@ -153,13 +157,15 @@ def fallback_schedule(ctx):
 
 def measure_seeds(ctx, builder, runner, database, limit: int = 4) -> int:
     """Build, time (on the CPU ``runner`` measures) and commit the seed tilings of ``ctx``'s
-    task (its default schedule, for an injective task); returns the records added."""
+    task (its default schedule, for an injective task; every parameter point, for a
+    Winograd task); returns the records added."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
     from tvm.s_tir.meta_schedule.builder import BuilderInput
     from tvm.s_tir.meta_schedule.database import TuningRecord
     from tvm.s_tir.meta_schedule.runner import RunnerInput
 
-    schs = seed_schedules(ctx, limit)
+    from .winograd import candidate_schedules
+    schs = candidate_schedules(ctx) or seed_schedules(ctx, limit)
     fallback = fallback_schedule(ctx) if not schs else None
     if fallback is not None:
         schs = [fallback]

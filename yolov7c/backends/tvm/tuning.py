@@ -239,7 +239,9 @@ def tune(model: nn.Module, target: str, img: int | Sequence[int], db_dir: str | 
     ``rpc`` = "host:port:key" measures on a device behind a TVM RPC tracker (needed for
     targets that do not run here). ``op_names`` restricts tuning to tasks whose name contains
     one of the strings. ``max_seconds`` stops after the round that crosses it.
-    ``pipeline``: "nhwc-fastexp" (default for a new CPU database: convolutions in NHWC, SPP
+    ``pipeline``: "nhwc-winograd" (default for a new CPU database: "nhwc-fastexp" with the
+    3×3 stride-1 convolutions as Winograd F(4×4, 3×3) kernels), "nhwc-fastexp"
+    (convolutions in NHWC, SPP
     pools chained, a vectorizing sigmoid, the first round of each conv task seeded with
     register-blocked tilings, weights in the layout each schedule wants), "nhwc" (the same
     with TVM's scalar sigmoid), "prepack" (the weight layout rewrite alone, NCHW, no seeds)
