@@ -37,8 +37,7 @@ import yolov7c  # noqa: E402
 from yolov7c.backends.torch import modules as M  # noqa: E402
 from yolov7c.train import criterion  # noqa: E402
 from yolov7c.train.assign import candidates  # noqa: E402
-from yolov7c.eval.nms import box_iou, xywh2xyxy  # noqa: E402
-from yolov7c.train.boxes import ciou  # noqa: E402
+from yolov7c.boxes import box_iou, ciou, xywh2xyxy  # noqa: E402
 
 
 # ----- the per-image implementation (official style) ----------------------------------------

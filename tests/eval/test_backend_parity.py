@@ -14,7 +14,7 @@ import pytest
 from yolov7c.api.evaluate import BACKENDS, detect, make_predictor, val
 from yolov7c.api.models import resolve
 from yolov7c.data import make_synthetic
-from yolov7c.eval.nms import box_iou
+from yolov7c.boxes import box_iou
 
 pytestmark = pytest.mark.one_thread
 

@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from ..boxes import xywhn2xyxy, xyxy2xywhn
+
 from .letterbox import letterbox
 
 FILL = 114
@@ -27,20 +29,14 @@ def xywhn_to_xyxy(labels: np.ndarray, w: float, h: float, padw: float = 0.0,
                   padh: float = 0.0) -> np.ndarray:
     """(n, 5) cls cx cy w h normalized → (n, 5) cls x1 y1 x2 y2 in pixels (+ padding)."""
     out = labels.astype(np.float32).copy()
-    out[:, 1] = w * (labels[:, 1] - labels[:, 3] / 2) + padw
-    out[:, 2] = h * (labels[:, 2] - labels[:, 4] / 2) + padh
-    out[:, 3] = w * (labels[:, 1] + labels[:, 3] / 2) + padw
-    out[:, 4] = h * (labels[:, 2] + labels[:, 4] / 2) + padh
+    out[:, 1:5] = xywhn2xyxy(labels[:, 1:5], w, h, padw, padh)
     return out
 
 
 def xyxy_to_xywhn(labels: np.ndarray, w: float, h: float) -> np.ndarray:
     """Inverse of ``xywhn_to_xyxy`` (no padding)."""
     out = labels.astype(np.float32).copy()
-    out[:, 1] = (labels[:, 1] + labels[:, 3]) / 2 / w
-    out[:, 2] = (labels[:, 2] + labels[:, 4]) / 2 / h
-    out[:, 3] = (labels[:, 3] - labels[:, 1]) / w
-    out[:, 4] = (labels[:, 4] - labels[:, 2]) / h
+    out[:, 1:5] = xyxy2xywhn(labels[:, 1:5], w, h)
     return out
 
 

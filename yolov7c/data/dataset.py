@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from ..boxes import xywhn2xyxy, xyxy2xywhn
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,9 @@ class DetectionDataset:
         for i, (lab, (h, w)) in enumerate(zip(self.labels, self.shapes)):
             images.append({"id": self.image_ids[i], "file_name": Path(self.paths[i]).name,
                            "height": h, "width": w})
-            for c, cx, cy, bw, bh in lab.tolist():
-                box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+            corners = xywhn2xyxy(np.asarray(lab, np.float64)[:, 1:5], w, h).tolist()
+            for (c, _, _, bw, bh), (x1, y1, _, _) in zip(lab.tolist(), corners):
+                box = [x1, y1, bw * w, bh * h]   # COCO: top-left corner, size
                 anns.append({"id": len(anns) + 1, "image_id": self.image_ids[i],
                              "category_id": self.cat_ids[int(c)], "bbox": box,
                              "area": box[2] * box[3], "iscrowd": 0})
@@ -253,8 +255,8 @@ def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDat
             x, y, bw, bh = a["bbox"]
             if bw <= 0 or bh <= 0:
                 continue
-            rows.append([cls_of[a["category_id"]], (x + bw / 2) / w, (y + bh / 2) / h,
-                         bw / w, bh / h])
+            rows.append([cls_of[a["category_id"]],
+                         *xyxy2xywhn(np.array([x, y, x + bw, y + bh], np.float64), w, h)])
         paths.append(str(p))
         labels.append(np.clip(np.asarray(rows, np.float32).reshape(-1, 5), 0, None))
         shapes.append(hw)

@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from ..boxes import xywhn2xyxy, xyxy2xywhn
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def _scene(rng: np.random.Generator, s: int, nc: int) -> tuple[np.ndarray, np.nd
         taken[y0:y0 + bh, x0:x0 + bw] = True
         ys, xs = np.nonzero(m)  # exact extent of the drawn pixels
         x1, x2, y1, y2 = x0 + xs.min(), x0 + xs.max() + 1, y0 + ys.min(), y0 + ys.max() + 1
-        labels.append([c, (x1 + x2) / 2 / s, (y1 + y2) / 2 / s, (x2 - x1) / s, (y2 - y1) / s])
+        labels.append([c, *xyxy2xywhn(np.array([x1, y1, x2, y2], np.float64), s, s)])
     u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     return u8, np.asarray(labels, np.float64).reshape(-1, 5)
 
@@ -104,9 +105,9 @@ def _write_split(root: Path, split: str, n: int, s: int, nc: int, seed: int,
         (root / "labels" / split / f"{i:06d}.txt").write_text("".join(
             f"{int(c)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in lab))
         images.append({"id": i + 1, "file_name": name, "height": s, "width": s})
-        for c, cx, cy, w, h in lab:
-            box = [round((cx - w / 2) * s, 3), round((cy - h / 2) * s, 3),
-                   round(w * s, 3), round(h * s, 3)]
+        corners = xywhn2xyxy(lab[:, 1:5], s, s)
+        for (c, cx, cy, w, h), (x1, y1, _, _) in zip(lab, corners):
+            box = [round(x1, 3), round(y1, 3), round(w * s, 3), round(h * s, 3)]
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(c) + 1,
                          "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
     cats = [{"id": k + 1, "name": nm} for k, nm in enumerate(names)]

@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..boxes import xyxy2xywhn
+
 
 def color(k: int) -> tuple[int, int, int]:
     """A stable, well-spread colour per class (golden-ratio hues)."""
@@ -37,8 +39,8 @@ def yolo_lines(dets: np.ndarray, shape: tuple[int, int], conf: bool = True) -> s
     """``class cx cy w h [score]`` per detection, normalized by the image (H, W)."""
     h, w = shape
     lines = []
-    for x1, y1, x2, y2, score, c in dets.tolist():
-        vals = [(x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h]
+    xywhn = xyxy2xywhn(np.asarray(dets[:, :4], np.float64), w, h).tolist()
+    for vals, score, c in zip(xywhn, dets[:, 4].tolist(), dets[:, 5].tolist()):
         lines.append(f"{int(c)} " + " ".join(f"{v:.6f}" for v in vals)
                      + (f" {score:.5f}" if conf else ""))
     return "".join(line + "\n" for line in lines)

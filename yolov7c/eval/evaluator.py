@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..boxes import xywhn2xyxy
 from ..data.batching import val_batches
 from ..data.dataset import DetectionDataset
 from ..data.letterbox import scale_boxes
@@ -65,9 +66,8 @@ def to_records(dets: torch.Tensor, image_id: int, cat_ids: list[int]) -> list[di
 def labels_px(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """(n, 5) class, cx, cy, w, h normalized → class, x1, y1, x2, y2 in pixels."""
     h, w = shape
-    c, cx, cy, bw, bh = (labels[:, k] for k in range(5))
-    return np.stack([c, (cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
-                     (cy + bh / 2) * h], 1).astype(np.float32)
+    return np.concatenate([labels[:, :1], xywhn2xyxy(labels[:, 1:5], w, h)], 1) \
+        .astype(np.float32)
 
 
 def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch_size: int = 16,

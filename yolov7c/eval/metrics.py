@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ..boxes import box_iou
+
 STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
 
@@ -114,8 +116,6 @@ def confusion_matrix(dets: list[np.ndarray], labels: list[np.ndarray], nc: int,
     """(nc + 1) × (nc + 1) counts, rows = predicted class, columns = true class; the last row
     and column are background (missed labels, false detections). ``dets`` are (n, 6) xyxy,
     score, class; ``labels`` (m, 5) class, xyxy, both in pixels."""
-    from .nms import box_iou
-    import torch
     m = np.zeros((nc + 1, nc + 1), np.int64)
     for d, lab in zip(dets, labels):
         d = d[d[:, 4] > conf]
@@ -126,10 +126,10 @@ def confusion_matrix(dets: list[np.ndarray], labels: list[np.ndarray], nc: int,
         if not len(d):
             np.add.at(m, (nc, gc), 1)
             continue
-        ious = box_iou(torch.from_numpy(lab[:, 1:5]).float(), torch.from_numpy(d[:, :4]).float())
-        gi, di = np.nonzero(ious.numpy() > iou)
+        ious = box_iou(lab[:, 1:5].astype(np.float32), d[:, :4].astype(np.float32))
+        gi, di = np.nonzero(ious > iou)
         if len(gi):  # one-to-one: best IoU first, each detection and label used once
-            order = np.argsort(-ious.numpy()[gi, di], kind="stable")
+            order = np.argsort(-ious[gi, di], kind="stable")
             gi, di = gi[order], di[order]
             _, first = np.unique(di, return_index=True)
             gi, di = gi[np.sort(first)], di[np.sort(first)]

@@ -20,29 +20,10 @@ from typing import Sequence
 
 import torch
 
+from ..boxes import box_iou, xywh2xyxy
+
 MAX_NMS = 30000     # boxes into NMS at most (the best by score), as in the official code
 CHUNK = 512         # boxes resolved per vectorized step
-
-
-def xywh2xyxy(x: torch.Tensor) -> torch.Tensor:
-    """(cx, cy, w, h) → (x1, y1, x2, y2)."""
-    xy, wh = x[..., :2], x[..., 2:4] / 2
-    return torch.cat((xy - wh, xy + wh), -1)
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of every xyxy box of ``a`` (..., N, 4) with every box of ``b`` (..., M, 4) →
-    (..., N, M); leading dimensions broadcast (the training assigner passes a batch of
-    images at once). Written per coordinate, in place where it can, because the (N, M)
-    temporaries dominate its cost."""
-    ax1, ay1, ax2, ay2 = a[..., :, None, :].unbind(-1)
-    bx1, by1, bx2, by2 = b[..., None, :, :].unbind(-1)
-    iw = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
-    inter = torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0).mul_(iw)
-    del iw
-    area_a = (ax2 - ax1) * (ay2 - ay1)
-    area_b = (bx2 - bx1) * (by2 - by1)
-    return inter.div_((area_a + area_b).sub_(inter))
 
 
 def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float,

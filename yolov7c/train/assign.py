@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..eval.nms import box_iou, xywh2xyxy
+from ..boxes import box_iou, xywh2xyxy
 
 
 @dataclass

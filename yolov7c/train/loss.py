@@ -28,7 +28,7 @@ from torch import nn
 from ..backends.torch.modules import Detect
 from ..errors import UserError
 from .assign import LevelMatch, candidates, simota
-from .boxes import ciou
+from ..boxes import ciou
 from .hyp import load_hyp, scale_hyp
 
 AUX_WEIGHT = 0.25
