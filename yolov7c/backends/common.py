@@ -19,13 +19,19 @@ if TYPE_CHECKING:
 INPUT_NAME = "images"
 
 
-def detect_module(model: nn.Module) -> nn.Module:
-    """The model's Detect head (any module with ``stride`` and ``anchor_grid`` buffers)."""
-    for m in model.modules():
-        if hasattr(m, "anchor_grid") and isinstance(getattr(m, "stride", None), torch.Tensor):
-            return m
-    raise UserError(f"{type(model).__name__}: no Detect head found; a backend needs a YOLO "
-                    "model whose last layer is Detect/IDetect/IAuxDetect", arg="model")
+def detect_module(model: nn.Module, required: bool = True) -> nn.Module | None:
+    """The model's detection head: the last module with a ``stride`` tensor and an
+    ``anchor_grid`` (Detect/IDetect/IAuxDetect, also inside a traced deploy graph or a DDP
+    wrapper). The one head finder of backends, predictors and the training loss. Without a
+    head: a one-line UserError, or None when not ``required``."""
+    heads = [m for m in model.modules()
+             if hasattr(m, "anchor_grid") and isinstance(getattr(m, "stride", None), torch.Tensor)]
+    if heads:
+        return heads[-1]
+    if not required:
+        return None
+    raise UserError(f"{type(model).__name__}: no Detect/IDetect/IAuxDetect head found; a YOLO "
+                    "model ends its graph with b.detect(...)", arg="model")
 
 
 def max_stride(model: nn.Module) -> int:

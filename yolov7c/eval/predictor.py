@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backends.common import detect_module
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,6 @@ class Predictor(Protocol):
     stride: int
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
-
-
-def _head(module: nn.Module) -> nn.Module | None:
-    for m in module.modules():
-        if hasattr(m, "anchor_grid") and isinstance(getattr(m, "stride", None), torch.Tensor):
-            return m
-    return None
 
 
 def _decoded(out) -> torch.Tensor:
@@ -56,7 +50,7 @@ class TorchPredictor:
         self.name = name
         self.fixed_shape: tuple[int, int] | None = None
         self.max_batch: int | None = None
-        head = _head(module)
+        head = detect_module(module, required=False)
         self.stride = int(head.stride.max()) if head is not None else 32
         self.nc = int(head.nc) if head is not None else None
 

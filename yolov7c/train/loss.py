@@ -25,24 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backends.common import detect_module
 from ..backends.torch.modules import Detect
+from ..boxes import ciou
 from ..errors import UserError
 from .assign import LevelMatch, candidates, simota
-from ..boxes import ciou
 from .hyp import load_hyp, scale_hyp
 
 AUX_WEIGHT = 0.25
 BALANCE_P5 = (4.0, 1.0, 0.4)
 BALANCE_OTHER = (4.0, 1.0, 0.25, 0.06, 0.02)
-
-
-def find_head(model: nn.Module) -> Detect:
-    """The model's detection head (the last Detect-family module; DDP wrappers are fine)."""
-    heads = [m for m in model.modules() if isinstance(m, Detect)]
-    if not heads:
-        raise UserError(f"model {type(model).__name__}: no Detect/IDetect/IAuxDetect head; "
-                        f"the training loss needs one (end the graph with b.detect(...))")
-    return heads[-1]
 
 
 def _bce(logits: torch.Tensor, target: torch.Tensor, pos_weight: torch.Tensor,
@@ -241,7 +233,7 @@ def criterion(model: nn.Module, hyp: str | os.PathLike | Mapping[str, Any] = "p5
     """The paper's training loss for ``model`` (official scale): ``hyp`` is a preset name
     (``p5``, ``p6``, ``tiny``), a YAML file or a dict of nominal gains, scaled here for the
     model's levels and classes and the training size ``img`` as the official trainer does."""
-    head = find_head(model)
+    head = detect_module(model)
     if not isinstance(img, int) or img <= 0:
         raise UserError(f"img = {img!r}: give the training image size in pixels (e.g. 640)")
     h = load_hyp(hyp)
