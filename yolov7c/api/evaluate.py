@@ -14,21 +14,19 @@ import json
 import logging
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..data.batching import to_tensor
 from ..data.dataset import IMG_EXTS, load_dataset, read_image
-from ..data.letterbox import letterbox, scale_boxes
+from ..data.letterbox import letterbox
 from ..errors import UserError
 from ..eval.draw import draw_boxes, yolo_lines
 from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
-from ..eval.nms import nms
+from ..eval.predict import Stopwatch, predict
 from ..eval.predictor import OnnxPredictor, TorchPredictor, TvmPredictor
 from ..eval.progress import Progress
 from ..eval.runs import next_run_dir
@@ -188,28 +186,23 @@ def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int = 
     pred = make_predictor(model, backend=backend, img=img, nc=nc, seed=seed, device=device)
     img = resolve_img(img, pred)
     run = next_run_dir(out, name) if out is not None else None
-    t = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0}
+    watch = Stopwatch()
     results, records, label_names = [], [], None
     with Progress(len(files), f"detect {pred.name}", progress and len(files) > 1) as bar:
         for k, f in enumerate(files):
-            t0 = time.perf_counter()
-            try:
-                im = read_image(f)
-            except UserError as e:
-                log.warning("%s; skipped", e)
-                bar.update()
-                continue
-            shape = pred.fixed_shape or (img, img)
-            x, r, pad = letterbox(im, shape, stride=pred.stride, auto=pred.fixed_shape is None)
-            t1 = time.perf_counter()
-            out_t = pred(to_tensor([x]))
-            t2 = time.perf_counter()
-            d = nms(out_t, conf, iou, classes=classes, agnostic=agnostic, max_det=max_det)[0]
-            d = torch.cat((scale_boxes(d[:, :4], r, pad, im.shape[:2]), d[:, 4:]), 1).numpy()
-            t3 = time.perf_counter()
-            t["preprocess"] += t1 - t0
-            t["inference"] += t2 - t1
-            t["nms"] += t3 - t2
+            with watch("preprocess"):
+                try:
+                    im = read_image(f)
+                except UserError as e:
+                    log.warning("%s; skipped", e)
+                    bar.update()
+                    continue
+                shape = pred.fixed_shape or (img, img)
+                x, r, pad = letterbox(im, shape, stride=pred.stride,
+                                      auto=pred.fixed_shape is None)
+            out_t, (d,) = predict(pred, to_tensor([x]), [r], [pad], [im.shape[:2]], conf=conf,
+                                  iou=iou, max_det=max_det, classes=classes,
+                                  agnostic=agnostic, watch=watch)
             if label_names is None:
                 label_names = _names_for(out_t.shape[-1] - 5, names, data)
             results.append({"path": str(f), "shape": list(im.shape[:2]),
@@ -218,14 +211,14 @@ def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int = 
                 _save_one(run, f, im, d, label_names, save_img, save_txt)
             if save_json:
                 stem = Path(f).stem
-                records += to_records(torch.from_numpy(d), int(stem) if stem.isdigit() else
-                                      stem, list(range(len(label_names))))
+                records += to_records(d, int(stem) if stem.isdigit() else stem,
+                                      list(range(len(label_names))))
             bar.update()
     n = max(len(results), 1)
     res: dict[str, Any] = {"backend": pred.name, "img": img, "conf": conf, "iou": iou,
                            "images": len(results), "skipped": len(files) - len(results),
                            "names": label_names, "results": results,
-                           "speed": {k: 1000 * v / n for k, v in t.items()},
+                           "speed": watch.per_image_ms(n),
                            "out_dir": str(run) if run is not None else None}
     if run is not None and save_json:
         with atomic_path(run / "predictions.json", ".json") as tmp:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,10 @@ import torch
 from ..boxes import xywhn2xyxy
 from ..data.batching import val_batches
 from ..data.dataset import DetectionDataset
-from ..data.letterbox import scale_boxes
 from ..errors import UserError
 from ..io_util import atomic_path
 from .metrics import STAT_NAMES, coco_metrics, confusion_matrix
-from .nms import nms
+from .predict import Stopwatch, predict
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -52,7 +50,8 @@ def resolve_img(img: int, predictor: Any) -> int:
     return int(img)
 
 
-def to_records(dets: torch.Tensor, image_id: int, cat_ids: list[int]) -> list[dict]:
+def to_records(dets: torch.Tensor | np.ndarray, image_id: int | str,
+               cat_ids: list[int]) -> list[dict]:
     """(n, 6) xyxy, score, class in original pixels → COCO result records (xywh, rounded as
     the official evaluation writes them)."""
     out = []
@@ -93,43 +92,37 @@ def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch
                  bs)
     fixed = getattr(predictor, "fixed_shape", None)
     use_rect = fixed is None if rect is None else (rect and fixed is None)
-    t = {"preprocess": 0.0, "inference": 0.0, "nms": 0.0, "metric": 0.0}
+    watch = Stopwatch()
     records: list[dict] = []
     per_image: dict[int, np.ndarray] = {}
     it = val_batches(dataset, img, bs, predictor.stride, rect=use_rect, pad=pad,
                      fixed_shape=fixed)
     with Progress(len(dataset), f"val {predictor.name}", progress) as bar:
         while True:
-            t0 = time.perf_counter()
-            batch = next(it, None)
-            t1 = time.perf_counter()
+            with watch("preprocess"):
+                batch = next(it, None)
             if batch is None:
                 break
-            t["preprocess"] += t1 - t0
-            pred = predictor(batch.images)
-            t2 = time.perf_counter()
-            t["inference"] += t2 - t1
+            pred, dets = predict(predictor, batch.images, batch.ratios, batch.pads,
+                                 batch.shapes, conf=conf, iou=iou, max_det=max_det,
+                                 multi_label=True, watch=watch)
             if pred.shape[-1] - 5 != dataset.nc:
                 raise UserError(f"model predicts {pred.shape[-1] - 5} classes but the data has "
                                 f"{dataset.nc} ({dataset.source}); evaluate a model trained "
                                 "on these classes", arg="data")
-            dets = nms(pred, conf, iou, multi_label=True, max_det=max_det)
-            for i, (k, d) in enumerate(zip(batch.indices, dets)):
-                box = scale_boxes(d[:, :4], batch.ratios[i], batch.pads[i], batch.shapes[i])
-                dd = torch.cat((box, d[:, 4:]), 1)
-                per_image[k] = dd.numpy()
-                records += to_records(dd, dataset.image_ids[k], dataset.cat_ids)
-            t["nms"] += time.perf_counter() - t2
+            with watch("nms"):
+                for k, d in zip(batch.indices, dets):
+                    per_image[k] = d
+                    records += to_records(d, dataset.image_ids[k], dataset.cat_ids)
             bar.update(len(batch.indices))
-    t0 = time.perf_counter()
-    m = coco_metrics(dataset.gt_json(), records)
-    t["metric"] = time.perf_counter() - t0
+    with watch("metric"):
+        m = coco_metrics(dataset.gt_json(), records)
     n = len(dataset)
     cm = confusion_matrix([per_image[i] for i in range(n)],
                           [labels_px(dataset.labels[i], dataset.shapes[i]) for i in range(n)],
                           dataset.nc)
-    speed = {k: 1000 * v / n for k, v in t.items()}
-    speed["images_per_s"] = n / max(sum(t.values()), 1e-9)
+    speed = watch.per_image_ms(n)
+    speed["images_per_s"] = n / max(watch.total, 1e-9)
     res: dict[str, Any] = {
         "backend": predictor.name, "data": dataset.source, "images": n,
         "labels": int(sum(len(lab) for lab in dataset.labels)), "img": img, "batch_size": bs,
