@@ -27,6 +27,7 @@ from ..errors import UserError
 from ..eval.draw import draw_boxes, yolo_lines
 from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
 from ..eval.predict import Stopwatch, predict
+from ..eval.settings import DETECT, EVAL
 from ..eval.predictor import OnnxPredictor, TorchPredictor, TvmPredictor
 from ..eval.progress import Progress
 from ..eval.runs import next_run_dir
@@ -98,8 +99,8 @@ def _only(backend: str | None, want: str, model: Any) -> None:
 
 
 def val(model: Any, data: str | os.PathLike, *, images: str | os.PathLike | None = None,
-        split: str = "val", img: int = 640, batch_size: int = 16, conf: float = 0.001,
-        iou: float = 0.65, max_det: int = 300, backend: str | None = None,
+        split: str = "val", img: int = 640, batch_size: int = 16, conf: float = EVAL.conf,
+        iou: float = EVAL.iou, max_det: int = EVAL.max_det, backend: str | None = None,
         nc: int | None = None, seed: int = 0, out: str | os.PathLike | None = "runs/val",
         name: str = "exp", plots: bool = True, progress: bool = True,
         rect: bool | None = None, pad: float = 0.0, device: str = "cpu") -> dict[str, Any]:
@@ -171,7 +172,7 @@ def _names_for(nc: int, names: Sequence[str] | None, data: Any) -> list[str]:
 
 
 def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int = 640,
-           conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
+           conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
            classes: Sequence[int] | None = None, agnostic: bool = False,
            backend: str | None = None, nc: int | None = None, seed: int = 0,
            out: str | os.PathLike | None = "runs/detect", name: str = "exp",

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..eval.settings import DETECT, EVAL, NmsSettings
 from . import emit_json
 
 MODEL_HELP = ("zoo name (random weights), checkpoint (.ckpt, official .pt), DSL .py, cfg .yaml, "
               "an exported .onnx or a TVM library (.so)")
 
 
-def _model_args(p: argparse.ArgumentParser, conf: float, iou: float) -> None:
+def _model_args(p: argparse.ArgumentParser, nms: NmsSettings) -> None:
+    conf, iou, max_det = nms.conf, nms.iou, nms.max_det
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--img", type=int, default=640,
                    help="input size; rounded up to the model's stride (640)")
     p.add_argument("--conf", type=float, default=conf, help=f"score threshold ({conf})")
     p.add_argument("--iou", type=float, default=iou, help=f"NMS IoU threshold ({iou})")
-    p.add_argument("--max-det", type=int, default=300, help="boxes per image at most (300)")
+    p.add_argument("--max-det", type=int, default=max_det,
+                   help=f"boxes per image at most ({max_det})")
     p.add_argument("--backend", choices=["torch", "deploy", "onnxruntime", "tvm"],
                    help="how to run a torch source (default: torch; .onnx and .so files pick "
                    "their own)")
@@ -31,7 +34,7 @@ def _model_args(p: argparse.ArgumentParser, conf: float, iou: float) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("detect", help="detect objects in images: drawn copies, .txt, COCO json")
-    _model_args(p, 0.25, 0.45)
+    _model_args(p, DETECT)
     p.add_argument("--source", required=True, nargs="+",
                    help="image file(s), folder(s) or glob(s) ('dir/*.png')")
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class indices")
@@ -43,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("val", help="COCO mAP (pycocotools) of a model on a dataset, any backend")
-    _model_args(p, 0.001, 0.65)
+    _model_args(p, EVAL)
     p.add_argument("--data", required=True, help="data YAML (YOLO layout) or COCO instances .json")
     p.add_argument("--images", help="image folder of a COCO .json (default: beside it)")
     p.add_argument("--split", default="val", help="data YAML split (val)")

@@ -24,6 +24,7 @@ from ..errors import UserError
 from ..io_util import atomic_path
 from .metrics import STAT_NAMES, coco_metrics, confusion_matrix
 from .predict import Stopwatch, predict
+from .settings import EVAL
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def labels_px(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch_size: int = 16,
-             conf: float = 0.001, iou: float = 0.65, max_det: int = 300,
+             conf: float = EVAL.conf, iou: float = EVAL.iou, max_det: int = EVAL.max_det,
              out_dir: str | None = None, plots: bool = True, progress: bool = True,
              rect: bool | None = None, pad: float = 0.0, keep_outputs: bool = False) -> dict:
     """mAP and friends of ``predictor`` on ``dataset`` (see the module docstring).
@@ -105,7 +106,7 @@ def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch
                 break
             pred, dets = predict(predictor, batch.images, batch.ratios, batch.pads,
                                  batch.shapes, conf=conf, iou=iou, max_det=max_det,
-                                 multi_label=True, watch=watch)
+                                 multi_label=EVAL.multi_label, watch=watch)
             if pred.shape[-1] - 5 != dataset.nc:
                 raise UserError(f"model predicts {pred.shape[-1] - 5} classes but the data has "
                                 f"{dataset.nc} ({dataset.source}); evaluate a model trained "

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from ..boxes import box_iou, xywh2xyxy
+from .settings import DETECT
 
 MAX_NMS = 30000     # boxes into NMS at most (the best by score), as in the official code
 CHUNK = 512         # boxes resolved per vectorized step
@@ -66,14 +67,15 @@ def greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou: float,
     return order[torch.cat(kept)[:limit]]
 
 
-def nms(pred: torch.Tensor, conf: float = 0.25, iou: float = 0.45, *,
-        classes: Sequence[int] | None = None, agnostic: bool = False, multi_label: bool = False,
-        max_det: int = 300) -> list[torch.Tensor]:
+def nms(pred: torch.Tensor, conf: float = DETECT.conf, iou: float = DETECT.iou, *,
+        classes: Sequence[int] | None = None, agnostic: bool = False,
+        multi_label: bool = DETECT.multi_label, max_det: int = DETECT.max_det
+        ) -> list[torch.Tensor]:
     """Decoded head output (B, N, 5 + nc) — xywh, objectness, class probabilities — to one
     (n, 6) tensor per image: x1, y1, x2, y2, score, class, best first.
 
-    Defaults are the official detection settings (conf 0.25, iou 0.45); evaluation uses
-    conf 0.001, iou 0.65, ``multi_label=True``, ``max_det=300``.
+    Defaults are the official detection settings (``settings.DETECT``); evaluation uses
+    ``settings.EVAL``.
     """
     pred = torch.as_tensor(pred).float()
     if pred.dim() != 3 or pred.shape[-1] < 6:
