@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..backends.common import detect_module
-from ..errors import UserError
+from ..errors import UserError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class OnnxPredictor:
             self.session = ort_session(p, threads)
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own error types
             raise UserError(f"model {p}: onnxruntime cannot load it "
-                            f"({str(e).splitlines()[0][:160]})", arg="model") from None
+                            f"({one_line(e, 160)})", arg="model") from None
         inp = self.session.get_inputs()[0]
         outs = self.session.get_outputs()
         if outs[0].name == "detections" or len(outs[0].shape) != 3:
