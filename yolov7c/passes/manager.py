@@ -25,14 +25,15 @@ from torch import fx, nn
 
 from ..errors import UserError
 from ..ir.deploy import DEPLOY_STEPS
-from . import _fx, dce, fold_batchnorm, fold_implicit, fuse_repconv, prune_aux_head
+from . import _fx, dce, fold_batchnorm, fold_implicit, fuse_repconv, group_e_elan, prune_aux_head
 from .base import Pass
 from .verify import errors, example_input, head_outputs, ir_graph
 
 log = logging.getLogger("yolov7c.passes")
 
 PASSES: dict[str, Pass] = {p.name: p for p in (
-    prune_aux_head.PASS, fold_implicit.PASS, fuse_repconv.PASS, fold_batchnorm.PASS, dce.PASS)}
+    prune_aux_head.PASS, fold_implicit.PASS, fuse_repconv.PASS, fold_batchnorm.PASS, dce.PASS,
+    group_e_elan.PASS)}  # group-e-elan: not in deploy; run it after (deploy,group-e-elan)
 
 # Named pipelines are data: a name → the passes it runs, in order. Both come from the one
 # deploy step list (``ir.deploy.DEPLOY_STEPS``) that the IR deploy form and the report use.
@@ -97,7 +98,8 @@ class PassError(RuntimeError):
 
 
 def resolve(pipeline: str | Sequence[str | Pass]) -> list[Pass]:
-    """A pipeline name, a comma-separated list of pass names, or a list of names/Passes."""
+    """A pipeline name, a comma-separated list of pass names, or a list of names/Passes; a
+    pipeline name inside a list stands for its passes (``deploy,group-e-elan``)."""
     if isinstance(pipeline, str):
         items: Sequence[str | Pass] = PIPELINES.get(pipeline) or [
             s.strip() for s in pipeline.split(",") if s.strip()]
@@ -105,7 +107,9 @@ def resolve(pipeline: str | Sequence[str | Pass]) -> list[Pass]:
         items = pipeline
     passes = []
     for item in items:
-        if isinstance(item, Pass):
+        if isinstance(item, str) and item in PIPELINES and item not in PASSES:
+            passes.extend(PASSES[name] for name in PIPELINES[item])
+        elif isinstance(item, Pass):
             passes.append(item)
         elif item in PASSES:
             passes.append(PASSES[item])
