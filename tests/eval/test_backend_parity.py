@@ -17,6 +17,7 @@ from yolov7c.data import make_synthetic
 from yolov7c.boxes import box_iou
 
 pytestmark = pytest.mark.one_thread
+pytest.importorskip("tvm", reason="the parity test includes the TVM backend (pip install .[tvm])")
 
 IMG = 128
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from yolov7c import eval as E
+from yolov7c.errors import UserError
 
 pytestmark = pytest.mark.one_thread
 
@@ -154,3 +155,26 @@ def test_random_cases_match_reference():
         _check(_random(n, nc, seed, spread=60), conf=0.05, iou=iou, multi_label=multi,
                agnostic=agn, max_det=max_det)
     check()
+
+
+def test_only_the_best_max_nms_candidates_enter_nms(monkeypatch):
+    """Over MAX_NMS candidates, only the best MAX_NMS by score reach greedy NMS: disjoint
+    boxes, so the result is exactly those, best first."""
+    import sys
+    monkeypatch.setattr(sys.modules["yolov7c.eval.nms"], "MAX_NMS", 4)  # the module, not
+    # the function of the same name that yolov7c.eval exports
+    rng = np.random.default_rng(3)
+    n = 10
+    scores = rng.permutation(np.linspace(0.3, 0.9, n))
+    pred = np.zeros((1, n, 6), np.float32)
+    pred[0, :, 0] = np.arange(n) * 20 + 5      # disjoint 10 × 10 boxes
+    pred[0, :, 1], pred[0, :, 2:4], pred[0, :, 4], pred[0, :, 5] = 5, 10, scores, 1.0
+    got = E.nms(torch.from_numpy(pred), 0.25, 0.45)[0].numpy()
+    best = np.argsort(-scores)[:4]
+    np.testing.assert_allclose(got[:, 4], scores[best].astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(got[:, 0], pred[0, best, 0] - 5, rtol=1e-6)
+
+
+def test_wrong_output_shape_is_a_user_error():
+    with pytest.raises(UserError, match="decoded head output"):
+        E.nms(torch.zeros(2, 5))

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from ..boxes import box_iou, xywh2xyxy
+from ..errors import UserError
 from .settings import DETECT
 
 MAX_NMS = 30000     # boxes into NMS at most (the best by score), as in the official code
@@ -79,7 +80,9 @@ def nms(pred: torch.Tensor, conf: float = DETECT.conf, iou: float = DETECT.iou, 
     """
     pred = torch.as_tensor(pred).float()
     if pred.dim() != 3 or pred.shape[-1] < 6:
-        raise ValueError(f"pred shape {tuple(pred.shape)}: expected (B, N, 5 + nc)")
+        raise UserError(f"model output of shape {tuple(pred.shape)}: NMS expects the decoded "
+                        "head output (batch, boxes, 5 + classes); pass the model's first "
+                        "output", arg="model")
     nc = pred.shape[-1] - 5
     out = []
     for x in pred:
