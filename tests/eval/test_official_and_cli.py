@@ -13,7 +13,6 @@ pytestmark = pytest.mark.one_thread
 
 
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _coco80_yaml(tmp_path: Path, synth: Path) -> Path:
@@ -24,10 +23,8 @@ def _coco80_yaml(tmp_path: Path, synth: Path) -> Path:
     return y
 
 
-def test_official_checkpoint_val_and_detect(synth_small, tmp_path):
-    ckpt = REPO.parent / "shared" / "fixtures" / "yolov7-tiny-official.pt"
-    if not ckpt.exists():
-        pytest.skip(f"{ckpt} not present (../shared is only beside the developers' checkout)")
+def test_official_checkpoint_val_and_detect(synth_small, tmp_path, shared):
+    ckpt = shared("fixtures", "yolov7-tiny-official.pt")
     from yolov7c.api.evaluate import detect, val
     res = val(str(ckpt), _coco80_yaml(tmp_path, synth_small), img=128, out=None,
               progress=False)

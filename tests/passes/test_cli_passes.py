@@ -8,7 +8,6 @@ import pytest
 
 from yolov7c.cli import main
 
-FIXTURE = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 
 
 def run_json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
@@ -64,10 +63,8 @@ def test_passes_and_export_see_the_same_weights(capsys: pytest.CaptureFixture,
     assert float((a - b).abs().max() / b.abs().max()) <= 1e-5
 
 
-def test_import_official_json(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    src = FIXTURE / "yolov7-tiny-official.pt"
-    if not src.exists():
-        pytest.skip(f"{src} not present")
+def test_import_official_json(capsys: pytest.CaptureFixture, tmp_path: Path, shared) -> None:
+    src = shared("fixtures", "yolov7-tiny-official.pt")
     obj = run_json(capsys, "import-official", str(src), "--out", str(tmp_path / "t.ckpt"))
     assert obj["nc"] == 80 and obj["anchors"] == 3 and obj["head"] == "IDetect"
     assert obj["params"] == 6228762 and (tmp_path / "t.ckpt").is_file()

@@ -3,7 +3,6 @@ invariances, gradients, the aux path on a small DSL model, hyp presets and bad i
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,23 +12,15 @@ import yolov7c
 from yolov7c.backends.torch import modules as M
 from yolov7c.train import criterion, load_hyp, save_hyp, scale_hyp
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 ANCH3 = [[6, 8, 10, 18, 20, 14], [18, 37, 38, 28, 36, 73], [71, 55, 96, 121, 120, 100]]
 
 
-def fixture(name: str) -> Path:
-    p = FIXTURES / name
-    if not p.exists():
-        pytest.skip(f"{p} not present (../shared is only beside the developers' checkout)")
-    return p
-
-
-def test_official_loss_parity_tiny():
+def test_official_loss_parity_tiny(shared):
     """yolov7c.criterion(model, 'tiny', 640) = official ComputeLossOTA (rel 1e-4)."""
     from yolov7c.backends.torch.official import import_official
-    model = import_official(fixture("yolov7-tiny-loss.official.pt")).float().train()
-    want = json.loads(fixture("yolov7-tiny-loss.official.expected.json").read_text())
-    batch = np.load(fixture("loss-batch.npz"))
+    model = import_official(shared("fixtures", "yolov7-tiny-loss.official.pt")).float().train()
+    want = json.loads(shared("fixtures", "yolov7-tiny-loss.official.expected.json").read_text())
+    batch = np.load(shared("fixtures", "loss-batch.npz"))
     imgs, targets = torch.from_numpy(batch["imgs"]), torch.from_numpy(batch["targets"])
     assert model.detect.anchors.tolist() == want["anchors_grid_units"]
     crit = criterion(model, "tiny", 640)
