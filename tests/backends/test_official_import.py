@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,6 +55,83 @@ def test_official_fixture_deploys_and_saves(tmp_path: Path) -> None:
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         torch.testing.assert_close(again(x)[0], model(x)[0])
+
+
+# ------------------------------------------- a checkpoint the official train.py wrote itself
+
+TRAINER = ("fixtures", "yolov7-tiny.official-trainer.pt")
+
+
+def _trainer_reference(shared) -> tuple[Path, np.ndarray, dict]:
+    """The official-trainer file, its expected decoded output and the facts beside it."""
+    return (shared(*TRAINER),
+            np.load(shared("fixtures", "yolov7-tiny.official-trainer.expected.npz"))["out"],
+            shared.json("fixtures", "yolov7-tiny.official-trainer.expected.json"))
+
+
+def _fixture_input() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(1, 3, 320, 320)
+
+
+def test_official_trainer_checkpoint_reads_its_numpy_data(shared) -> None:
+    """best_fitness is a numpy array pickled with _codecs.encode: read as data, values kept."""
+    path, _, facts = _trainer_reference(shared)
+    ck = unpickle(path)
+    assert {k: type(v).__name__ for k, v in ck.items()} == {
+        k: ("Record" if v == "Model" else v) for k, v in facts["keys"].items()} | {
+        "model": type(ck["model"]).__name__}
+    fit = ck["best_fitness"]
+    assert type(fit) is np.ndarray and fit.dtype == np.float64 and fit.shape == (1,)
+    assert 0 < float(fit[0]) < 1
+
+
+def test_official_trainer_checkpoint_matches_the_official_output(shared) -> None:
+    """Through the resolver every verb shares (val, detect, train, export, compile)."""
+    from yolov7c.api.models import resolve
+    path, want, facts = _trainer_reference(shared)
+    model = resolve(path)
+    with torch.no_grad():
+        out = model(_fixture_input())[0].numpy()
+    assert list(out.shape) == facts["output_shape"] and model.nc == out.shape[-1] - 5
+    err, tol = float(np.abs(out - want).max()), 1e-4 * float(np.abs(want).max())
+    print(f"official-trainer .pt vs official output: max abs err {err:.2e} (tolerance {tol:.2e})")
+    assert err <= tol
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(repo)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    return subprocess.run([sys.executable, "-m", "yolov7c", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600, env=env)
+
+
+def test_official_trainer_checkpoint_exports_to_matching_onnx(shared, tmp_path: Path) -> None:
+    """``yolov7c export`` end to end: the deployed ONNX reproduces the official output."""
+    ort = pytest.importorskip("onnxruntime")
+    path, want, _ = _trainer_reference(shared)
+    out = tmp_path / "trainer.onnx"
+    r = _cli("export", str(path), "--img", "320", "--out", str(out), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["out"] == str(out)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: _fixture_input().numpy()})[0]
+    err, tol = float(np.abs(got - want).max()), 1e-4 * float(np.abs(want).max())
+    print(f"official-trainer .pt → ONNX vs official output: max abs err {err:.2e}")
+    assert got.shape == want.shape and err <= tol
+
+
+def test_official_trainer_checkpoint_validates(shared, tmp_path: Path) -> None:
+    """``yolov7c val`` end to end on the file (a 1-class model on a 1-class synthetic set)."""
+    from yolov7c.data import make_synthetic
+    path, _, _ = _trainer_reference(shared)
+    data = make_synthetic(tmp_path / "ds", train=0, val=2, img=320, nc=1, seed=0)
+    r = _cli("val", str(path), "--data", str(data), "--img", "320", "--no-plots", "--json",
+             "--project", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout)
+    assert 0 <= res["map50"] <= 1 and res["images"] == 2, res
 
 
 class _RunsCode:

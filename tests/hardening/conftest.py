@@ -140,3 +140,17 @@ def official_tree(small_model, small_cfg):
 def write_official():
     """``write_official(desc, path, wrap=True)``: save a description as an official .pt."""
     return write
+
+
+def save_official(path: Path, objects: dict[str, Any]) -> Path:
+    """Save a dict whose tree-description values become official-style models (an unstripped
+    official checkpoint holds two: ``model`` and ``ema``); other values are saved as given."""
+    with official_modules() as mods:
+        torch.save({k: build(v, mods) for k, v in objects.items()}, path)
+    return path
+
+
+@pytest.fixture
+def save_official_dict():
+    """``save_official_dict(path, {"model": desc, "ema": desc, "epoch": 3, ...})``."""
+    return save_official
