@@ -9,7 +9,8 @@ Public API (names resolve on first use, so ``import yolov7c`` stays light):
 - ``deploy(source)``                    the verified deploy-pipeline module
 - ``export`` / ``compile`` / ``tune`` / ``bench`` / ``report``  the backend and report verbs
 - ``graph(name, nc=80)``, ``build(name_or_graph)``, ``analyze(graph, img)``,
-  ``to_deploy(graph)``, ``scale(graph, depth, width)``, ``run_passes(model, pipeline)``:
+  ``to_deploy(graph)``, ``scale(graph, depth, width)``, ``run_passes(model, pipeline)``,
+  ``plan_reparam(graph, policy)`` (RepConv / RepConvN placement, paper §4.1):
   the IR and pass building blocks
 - ``nms``, ``val``, ``detect``, ``criterion``, ``train``: detection, evaluation, training
 """
@@ -40,6 +41,7 @@ _LAZY = {
     "bench": ("yolov7c.api.backends", "bench"),
     "report": ("yolov7c.api.reports", "report"),
     "run_passes": ("yolov7c.passes", "run_passes"),
+    "plan_reparam": ("yolov7c.ir.plan_reparam", "plan_reparam"),
     "nms": ("yolov7c.eval.nms", "nms"),
     "val": ("yolov7c.api.evaluate", "val"),
     "detect": ("yolov7c.api.evaluate", "detect"),

@@ -15,7 +15,7 @@ _EXPORTS = {
     "random_model": "models", "graph_from_dsl": "models",
     "export": "backends", "compile": "backends", "tune": "backends", "bench": "backends",
     "passes": "transforms", "import_official": "transforms", "scale": "transforms",
-    "report": "reports",
+    "report": "reports", "plan": "planning",
     "val": "evaluate", "detect": "evaluate",
     "train": "training",
 }

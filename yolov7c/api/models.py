@@ -204,7 +204,7 @@ def graph_of(source: Any, *, nc: int | None = None) -> Graph:
         return g
     if suffix in CHECKPOINT_SUFFIXES or os.sep in text:
         raise UserError(f"{text}: no such file")
-    if text in zoo.names():
+    if text in zoo.names() or text in zoo.ablation_names():
         return zoo.get(text, nc=80 if nc is None else nc)
     raise UserError(f"unknown model {text!r}: not a file and not in the zoo "
                     f"({', '.join(zoo.names())}); "

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import UserError
 
-COMMAND_MODULES = ("core", "passes", "scale", "backends", "report", "detect", "train")
+COMMAND_MODULES = ("core", "passes", "scale", "backends", "report", "detect", "train", "plan")
 
 # library argument names that differ from the CLI option's dest
 ARG_ALIASES = {"iou_thr": "iou", "score_thr": "score", "db_dir": "db", "fmt": "format",

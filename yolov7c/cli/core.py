@@ -16,6 +16,8 @@ from . import emit_json
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="the model zoo with parameters and GFLOPs")
     p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.add_argument("--ablations", action="store_true",
+                   help="list the paper's re-parameterization ablation models (Figs. 4, 6, 7)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("convert-yaml",
@@ -48,10 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_e2e)
 
 
-def zoo_rows() -> list[dict]:
-    """One row per zoo model: params and GFLOPs (official convention) at its report size."""
+def zoo_rows(ablations: bool = False) -> list[dict]:
+    """One row per zoo model (or ablation model): params and GFLOPs (official convention) at
+    its report size."""
     rows = []
-    for name in zoo.names():
+    for name in (zoo.ablation_names() if ablations else zoo.names()):
         e = zoo.entry(name)
         a = analyze(zoo.get(name), e.img)
         rows.append({"model": name, "params": int(a.params),
@@ -61,7 +64,7 @@ def zoo_rows() -> list[dict]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = zoo_rows()
+    rows = zoo_rows(args.ablations)
     if args.json:
         emit_json([{k: r[k] for k in ("model", "params", "gflops", "img")} for r in rows])
         return 0

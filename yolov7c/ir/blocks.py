@@ -7,7 +7,7 @@ Nodes are emitted in the order of the official cfgs, so zoo layer indices equal 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .dsl import T
 
@@ -27,10 +27,13 @@ def elan_taps(convs: int, step: int) -> list[int]:
 
 
 def elan(x: T, c: Any, convs: int, out: Any, c3: Any = None, step: int = 2,
-         name: str = "elan", act: str | None = None) -> T:
+         name: str = "elan", act: str | None = None,
+         conv3: Callable[[T, Any, str], T] | None = None) -> T:
     """ELAN computational block + transition: two 1×1 branches of width ``c``, a chain of
     ``convs`` 3×3 convs of width ``c3`` (default ``c``), a concat of the tapped outputs, and a
-    1×1 transition conv of width ``out``. Concat width = c·2 + c3·(taps − 1), inferred."""
+    1×1 transition conv of width ``out``. Concat width = c·2 + c3·(taps − 1), inferred.
+    ``conv3(y, c3, name)`` makes a chain conv (default: a 3×3 Conv; the re-parameterization
+    ablations place RepConv / RepConvN with it)."""
     b = x.builder
     c3 = c if c3 is None else c3
     with b.scope(name, kind="elan", c=c, c3=c3, convs=convs, step=step, out=out):
@@ -39,7 +42,8 @@ def elan(x: T, c: Any, convs: int, out: Any, c3: Any = None, step: int = 2,
             y = b.conv(x, c, 1, act=act, name="cv2")
             chain = [y]
             for i in range(convs):
-                y = b.conv(y, c3, 3, act=act, name=f"m{i}")
+                y = (conv3(y, c3, f"m{i}") if conv3 is not None
+                     else b.conv(y, c3, 3, act=act, name=f"m{i}"))
                 chain.append(y)
             cat = b.concat(*[chain[i] for i in elan_taps(convs, step)], side)
         with b.role(TRANSITION):

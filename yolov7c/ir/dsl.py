@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import UserError
 from . import ops
+from .gradient_path import lint_identity
 from .graph import GRAPH_INPUT, BlockInfo, Graph, Node
 
 # Keyword defaults of the op methods are the catalog's (declared once, in ops.py).
@@ -142,8 +143,14 @@ class Builder:
         return self.add("Conv", [x], name or "conv", **attrs)
 
     def repconv(self, x: T, c: Any, k: int = _REP["k"], s: int = _REP["s"], act: str | None = None,
-                name: str | None = None) -> T:
-        return self.add("RepConv", [x], name or "repconv", c=c, k=k, s=s, act=act or self.act)
+                name: str | None = None, identity: bool | None = _REP["identity"]) -> T:
+        """RepConv; ``identity=False`` is RepConvN (no identity branch: for a conv that has a
+        residual or concatenation connection, paper §4.1), ``True`` a deliberate identity
+        (not linted), None (default) the identity wherever c_in == c and s == 1."""
+        attrs: dict[str, Any] = {"c": c, "k": k, "s": s, "act": act or self.act}
+        if identity is not _REP["identity"]:
+            attrs["identity"] = identity
+        return self.add("RepConv", [x], name or "repconv", **attrs)
 
     def mp(self, x: T, k: int = _MP["k"], name: str | None = None) -> T:
         return self.add("MP", [x], name or "mp", k=k)
@@ -176,4 +183,8 @@ class Builder:
 
     # ----- result -------------------------------------------------------------------------------
     def build(self, form: str = "training") -> Graph:
-        return Graph(self.name, self.nodes, self.in_channels, form, self.blocks)
+        """The validated graph; warns (``gradient_path.lint_identity``) where a RepConv's
+        automatic identity branch sits on a residual or concatenation path (§4.1)."""
+        graph = Graph(self.name, self.nodes, self.in_channels, form, self.blocks)
+        lint_identity(graph)
+        return graph

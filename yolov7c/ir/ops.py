@@ -216,21 +216,34 @@ class ConvOp(OpSpec):
 
 
 class RepConvOp(OpSpec):
-    """act(BN(conv k×k) + BN(conv 1×1) [+ BN(x)]); ``identity=None`` means the identity branch
-    exists when c_in == c and s == 1."""
+    """act(BN(conv k×k) + BN(conv 1×1) [+ BN(x)]). ``identity``: None = the identity branch
+    exists when c_in == c and s == 1 (the official RepConv); False = never — **RepConvN**,
+    the planned form for a conv that already has a residual or concatenation connection
+    (paper §4.1; YAML module ``RepConvN``); True = required (an error where shapes forbid it).
+    Both branches count in training params and cost; the fused form is one k×k conv."""
 
     name = "RepConv"
     schema = {"c": REQUIRED, "k": 3, "s": 1, "g": 1, "act": "silu", "identity": None}
 
+    def identity_possible(self, attrs, cins) -> bool:
+        """An identity branch needs the output to have the input's shape: c_in == c, s == 1."""
+        return bool(cins[0] == attrs["c"] and self.attr(attrs, "s") == 1)
+
     def has_identity(self, attrs, cins) -> bool:
         ident = self.attr(attrs, "identity")
-        if ident is None:
-            return bool(cins[0] == attrs["c"] and self.attr(attrs, "s") == 1)
-        return bool(ident)
+        return self.identity_possible(attrs, cins) if ident is None else bool(ident)
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)
         _check_groups(self, attrs, cins[0])
+        ident = self.attr(attrs, "identity")
+        if ident is not None and not isinstance(ident, bool):
+            raise OpError(f"identity={ident!r} must be null (auto), true or false")
+        if ident is True and all(isinstance(v, int) for v in (cins[0], attrs["c"])) \
+                and not self.identity_possible(attrs, cins):
+            raise OpError(f"identity=True needs c_in == c and s == 1 (got c_in={cins[0]}, "
+                          f"c={attrs['c']}, s={self.attr(attrs, 's')}); use identity=False "
+                          f"(RepConvN) or leave it unset")
 
     def out_channels(self, attrs, cins):
         return attrs["c"]

@@ -186,6 +186,10 @@ def _sppcspc(a: Sequence[Any], gw: float, top: Mapping[str, Any]) -> tuple[str, 
 MODULES: dict[str, Parser] = {
     "Conv": lambda a, gw, top: ("Conv", _conv_args(a, gw)),
     "RepConv": lambda a, gw, top: ("RepConv", _conv_args(a, gw, default_k=3)),
+    # not an official YOLOv7 module: RepConv without the identity branch (paper §4.1), same
+    # args as RepConv; written by yolov7c for ``identity=False`` (official loaders refuse it)
+    "RepConvN": lambda a, gw, top: ("RepConv", {**_conv_args(a, gw, default_k=3),
+                                                "identity": False}),
     "MP": _pool("MP", 2),
     "SP": _pool("SP", 3),
     "Concat": _concat,
@@ -412,8 +416,10 @@ _EXPORTABLE = ("Conv", "RepConv", "DownC", "SPPCSPC", "MP", "SP", "Concat", "Sho
                "Upsample")
 
 
-def _module_name(op: str) -> str:
-    return "nn.Upsample" if op == "Upsample" else op
+def _module_name(n: Node) -> str:
+    if n.op == "RepConv" and n.attrs.get("identity") is False:
+        return "RepConvN"  # an explicit identity=True is written as RepConv (auto = present)
+    return "nn.Upsample" if n.op == "Upsample" else n.op
 
 
 def _export_from(n: Node) -> Any:
@@ -435,7 +441,7 @@ def to_cfg(graph: Graph) -> dict[str, Any]:
     if [n.index for n in graph.nodes] != list(range(len(graph.nodes))):
         raise UserError(f"graph {graph.name!r}: indices must be 0..n-1 in order to export")
     head = graph.head
-    rows = [_FlowList([_export_from(n), 1, _module_name(n.op), _FlowList(_export_args(n))])
+    rows = [_FlowList([_export_from(n), 1, _module_name(n), _FlowList(_export_args(n))])
             for n in graph.nodes]
     split = next((n.index for n in graph.nodes if n.stage not in
                   ("stem", "P1", "P2", "P3", "P4", "P5", "P6", "backbone")), len(rows))

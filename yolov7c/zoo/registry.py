@@ -23,6 +23,7 @@ class ZooEntry:
 
 
 _REGISTRY: dict[str, ZooEntry] = {}
+_ABLATIONS: dict[str, ZooEntry] = {}   # the paper's ablation variants (zoo/ablations.py)
 
 
 def register(name: str, img: int, description: str, training: bool = True,
@@ -34,6 +35,21 @@ def register(name: str, img: int, description: str, training: bool = True,
     return wrap
 
 
+def register_ablation(name: str, img: int, description: str
+                      ) -> Callable[[Callable[..., Graph]], Callable[..., Graph]]:
+    """Register an ablation variant: resolvable by name like a zoo model, listed apart
+    (``ablation_names``), with no official cfg to equal."""
+    def wrap(fn: Callable[..., Graph]) -> Callable[..., Graph]:
+        _ABLATIONS[name] = ZooEntry(name, fn, img, None, None, description)
+        return fn
+    return wrap
+
+
+def ablation_names() -> list[str]:
+    """Registered ablation variants, in registration (figure) order."""
+    return list(_ABLATIONS)
+
+
 def names() -> list[str]:
     """Registered model names, in registration (paper) order."""
     return list(_REGISTRY)
@@ -41,7 +57,7 @@ def names() -> list[str]:
 
 def entry(name: str) -> ZooEntry:
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[name] if name in _REGISTRY else _ABLATIONS[name]
     except KeyError:
         raise UserError(f"unknown model {name!r}; the zoo has: {', '.join(_REGISTRY)}") from None
 
