@@ -153,6 +153,8 @@ def test_e6e_is_e6_with_every_elan_doubled_and_summed():
     assert a.params == 111_898_292
 
 
-def test_grouped_e_elan_is_not_scaled_silently():
-    with pytest.raises(UserError, match="grouped E-ELAN"):
-        scale(_grouped(), depth=1.5)
+def test_grouped_e_elan_scales_by_its_concat_ratio():
+    """Grouped blocks scale now (tests/ir/test_scaling_grouped.py has the hand counts):
+    depth 1.5 → 3 stages, merged concat 16·5 = 80, transition 64 → 80."""
+    s = scale(_grouped(), depth=1.5)
+    assert s.c_out(next(n.index for n in s.nodes if n.op == "GroupSum")) == 80

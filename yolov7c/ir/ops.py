@@ -516,7 +516,8 @@ class ElanChainOp(OpSpec):
     (the first reads the block's cv2 output, c_in wide; the rest read c), the last conv of
     every stage tapped, so out = c·stages (the block's concat adds cv2 and cv1 beside it).
     params = P(c_in→c) + (stages·step − 1)·P(c→c), affine in ``stages``; the same for cost.
-    attrs: c, stages, step=1, k=3, act, bn=True, bias=False."""
+    ``g``: every conv a group conv (grouped E-ELAN; c is then all groups' width).
+    attrs: c, stages, step=1, k=3, g=1, act, bn=True, bias=False."""
 
     name = "ElanChain"
     schema = {"c": REQUIRED, "stages": REQUIRED, "step": 1, "k": 3, "s": 1, "g": 1,
@@ -524,14 +525,15 @@ class ElanChainOp(OpSpec):
 
     def validate(self, attrs, cins, strides):
         super().validate(attrs, cins, strides)
-        if self.attr(attrs, "s") != 1 or self.attr(attrs, "g") != 1:
-            raise OpError("an ELAN chain has stride 1 and no groups (s=1, g=1)")
+        if self.attr(attrs, "s") != 1:
+            raise OpError("an ELAN chain has stride 1 (s=1)")
+        _check_groups(self, attrs, cins[0])
 
     def out_channels(self, attrs, cins):
         return attrs["c"] * attrs["stages"]
 
     def _conv(self, attrs):
-        return dict(k=self.attr(attrs, "k"), bn=self.attr(attrs, "bn"),
+        return dict(k=self.attr(attrs, "k"), g=self.attr(attrs, "g"), bn=self.attr(attrs, "bn"),
                     bias=self.attr(attrs, "bias"))
 
     def params(self, attrs, cins):

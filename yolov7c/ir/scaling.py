@@ -41,6 +41,14 @@ Rounding: numeric widths are rounded *up* to multiples of ``round_to`` (8; the o
 ``make_divisible``), ``round_to=None`` keeps them exact (``Fraction``). Numeric factors are
 read as decimal fractions (1.25 → 5/4) so every count is exact.
 
+Grouped E-ELAN (``blocks.e_elan``, paper §3.1): E-ELAN changes only the computational
+block, with the same group parameter g and channel multiplier on every computational conv of
+the layer. Read as an ELAN with c3 = c whose convs have g groups and g·c channels; its concat
+is shuffled into g groups and the groups added, so the transition reads c·(k + 2), the plain
+ELAN's concat width. Scaling therefore treats it as an ELAN (k → round(k·d), per-group width
+c·w, transition × r), keeps g or sets it (``groups``: an integer or a sympy symbol, so the
+closed forms are polynomials in d, w and g). g does not enter r.
+
 Symbolic factors (sympy): widths are w·c without rounding (rounding has no closed form), and
 a symbolic depth cannot create a symbolic number of nodes, so each block's 3×3 chain becomes
 one ``ElanChain`` node with ``stages = k·d`` (the continuous relaxation: convs = step·k·d,
@@ -124,6 +132,9 @@ class Elan:
     concat: Node
     transition: Node
     concat_width: Any
+    groups: Any = None            # grouped E-ELAN (kind e_elan_grouped): its g, else None
+    shuffle: Node | None = None   # grouped only: Shuffle and GroupSum between concat and
+    merge: Node | None = None     # transition; concat_width is then the merged width
 
     @property
     def light(self) -> bool:
@@ -131,27 +142,40 @@ class Elan:
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        return (self.cv1, self.cv2, *self.chain, self.concat, self.transition)
+        mid = () if self.groups is None else (self.shuffle, self.merge)
+        return (self.cv1, self.cv2, *self.chain, self.concat, *mid, self.transition)
 
 
 def find_elans(graph: Graph) -> list[Elan]:
-    """The graph's ELAN blocks, checked against the structure ``blocks.elan`` emits."""
+    """The graph's ELAN blocks, checked against the structure ``blocks.elan`` emits, and its
+    grouped E-ELAN blocks (``blocks.e_elan``: read as an ELAN with c3 = c whose every
+    computational conv has ``groups`` groups and g× the width; concat width = the merged
+    width c·(k + 2), which is what the transition reads)."""
     by_name = {n.name: n for n in graph.nodes}
     found = []
     for name, info in graph.blocks.items():
-        if info.kind != "elan" or f"{name}.cv1" not in by_name:
+        grouped = info.kind == "e_elan_grouped"
+        if info.kind not in ("elan", "e_elan_grouped") or f"{name}.cv1" not in by_name:
             continue
         a = info.args
         convs, step = int(a["convs"]), int(a["step"])
+        mid = ("shuffle", "merge") if grouped else ()
         try:
-            nodes = [by_name[f"{name}.{k}"] for k in
-                     ("cv1", "cv2", *(f"m{i}" for i in range(convs)), "concat", "transition")]
+            nodes = [by_name[f"{name}.{k}"] for k in ("cv1", "cv2", *(f"m{i}" for i in
+                     range(convs)), "concat", *mid, "transition")]
         except KeyError as e:
             raise UserError(f"block {name!r}: node {e.args[0]} is missing; an ELAN block "
                             f"must keep the nodes blocks.elan() builds to be scaled") from None
         if convs % step:
             raise UserError(f"block {name!r}: convs={convs} is not a multiple of step={step}; "
                             f"depth scaling counts stages of `step` convs")
+        if grouped:
+            *rest, shuffle, merge, tr = nodes
+            cv1, cv2, *chain, cat = rest
+            found.append(Elan(name, a["c"], a["c"], convs, step, a["out"], cv1, cv2,
+                              tuple(chain), cat, tr, graph.c_out(merge.index), a["groups"],
+                              shuffle, merge))
+            continue
         cv1, cv2, *chain, cat, tr = nodes
         found.append(Elan(name, a["c"], a["c3"], convs, step, a["out"], cv1, cv2,
                           tuple(chain), cat, tr, graph.c_out(cat.index)))
@@ -169,6 +193,7 @@ class Plan:
     step: int
     out: Any
     ratio: Any
+    groups: Any = None  # grouped E-ELAN: g of every computational conv (c, c3 are per group)
 
     @property
     def convs(self) -> Any:
@@ -181,7 +206,11 @@ def _stages(k: int, d: Any) -> Any:
     return max(1, math.floor(k * d + Fraction(1, 2)))  # round half up, at least one stage
 
 
-def _plan(e: Elan, d: Any, w: Any, rule: str, convert: bool, round_to: int | None) -> Plan:
+def _plan(e: Elan, d: Any, w: Any, rule: str, convert: bool, round_to: int | None,
+          groups: Any = None) -> Plan:
+    """Grouped E-ELAN (§3.1): the same g and the same width factor on every computational
+    conv (per-group width c·w, g groups, g·c·w channels); the merge brings the concat back
+    to c·w·(k' + 2), so the transition follows r exactly as in a plain ELAN, whatever g."""
     c3, step = (e.c, 2) if convert else (e.c3, e.step)  # light → full: pairs → full stages
     k = e.convs // step
     stages = k if rule == "width-only" else _stages(k, d)
@@ -190,7 +219,8 @@ def _plan(e: Elan, d: Any, w: Any, rule: str, convert: bool, round_to: int | Non
     concat = 2 * c + c3 * stages            # cv1 + cv2 + one tap per stage
     ratio = concat * _inverse(e.concat_width, d, w)
     out = e.out if rule == "depth-only" else round_width(e.out * ratio, round_to)
-    return Plan(c, c3, stages, step, out, 1 if rule == "depth-only" else ratio)
+    g = None if e.groups is None else (e.groups if groups is None else groups)
+    return Plan(c, c3, stages, step, out, 1 if rule == "depth-only" else ratio, g)
 
 
 def _inverse(x: Any, *factors: Any) -> Any:
@@ -252,9 +282,11 @@ class _Emitter:
 
 def _emit_elan(em: _Emitter, e: Elan, p: Plan) -> None:
     x = em.remap(e.cv1.inputs)
-    side = em.emit(e.cv1, x, attrs=dict(e.cv1.attrs, c=p.c))
-    y0 = em.emit(e.cv2, em.remap(e.cv2.inputs), attrs=dict(e.cv2.attrs, c=p.c))
-    conv = dict(e.chain[0].attrs, c=p.c3)
+    g = {} if p.groups is None else {"g": p.groups}  # grouped: g groups, g× the width
+    m = 1 if p.groups is None else p.groups
+    side = em.emit(e.cv1, x, attrs=dict(e.cv1.attrs, c=m * p.c, **g))
+    y0 = em.emit(e.cv2, em.remap(e.cv2.inputs), attrs=dict(e.cv2.attrs, c=m * p.c, **g))
+    conv = dict(e.chain[0].attrs, c=m * p.c3, **g)
     if is_symbolic(p.stages):  # one node stands for the whole chain (continuous relaxation)
         chain = em.emit(e.chain[0], (y0,), name=f"{e.name}.chain", op="ElanChain",
                         attrs=dict(conv, stages=p.stages, step=p.step))
@@ -265,6 +297,10 @@ def _emit_elan(em: _Emitter, e: Elan, p: Plan) -> None:
             ys.append(em.emit(e.chain[0], (ys[-1],), name=f"{e.name}.m{i}", attrs=conv))
         taps = (*(ys[i] for i in elan_taps(p.convs, p.step)), side)
     cat = em.emit(e.concat, taps)
+    if p.groups is not None:  # shuffle the k' + 2 taps into g groups, add the groups
+        cat = em.emit(e.shuffle, (cat,), attrs=dict(e.shuffle.attrs, g=p.groups,
+                                                     parts=p.stages + 2))
+        cat = em.emit(e.merge, (cat,), attrs=dict(e.merge.attrs, g=p.groups))
     em.emit(e.transition, (cat,), old=e.transition.index,
             attrs=dict(e.transition.attrs, c=p.out))
 
@@ -290,7 +326,9 @@ def _blocks(graph: Graph, new: list[Node], plans: Mapping[str, Plan]) -> dict[st
         args = dict(info.args)
         src = plans.get(name) or plans.get(f"{name}.group1")  # e_elan_sum: its groups' plan
         if src is not None:
-            args.update(c=src.c, c3=src.c3, convs=src.convs, step=src.step, out=src.out)
+            args.update(c=src.c, convs=src.convs, step=src.step, out=src.out)
+            args.update({"groups": src.groups} if info.kind == "e_elan_grouped" else
+                        {"c3": src.c3})
         mine = [n for n in by_block.get(name, []) if "c" in n.attrs]
         if info.kind == "lead_convs" and mine:
             args.update(widths=tuple(n.attrs["c"] for n in mine),
@@ -303,12 +341,14 @@ def _blocks(graph: Graph, new: list[Node], plans: Mapping[str, Plan]) -> dict[st
 
 def scale(graph: Graph, depth: Any = 1, width: Any = 1, rule: str = "compound",
           round_to: int | None = 8, light: str = "full", lead: str = "auto",
-          name: str | None = None) -> Graph:
+          name: str | None = None, groups: Any = None) -> Graph:
     """The graph scaled by ``depth``/``width`` under ``rule`` (see the module docstring).
 
     ``depth``/``width`` are positive numbers or sympy expressions. Returns a new graph with
     consecutive indices (for zoo models: the official layer numbering of the scaled model,
-    e.g. ``scale(yolov7, depth=1.5)`` is yolov7x node for node)."""
+    e.g. ``scale(yolov7, depth=1.5)`` is yolov7x node for node). ``groups``: the group
+    parameter g of every grouped E-ELAN block (a positive integer or a sympy symbol; None
+    keeps each block's own), applied with the width factor to every computational conv."""
     if rule not in RULES:
         raise UserError(f"rule {rule!r}: expected one of {', '.join(RULES)}", arg="rule")
     for opt, val, allowed in (("light", light, LIGHT_MODES), ("lead", lead, LEAD_MODES)):
@@ -324,18 +364,16 @@ def scale(graph: Graph, depth: Any = 1, width: Any = 1, rule: str = "compound",
     if rule == "width-only" and d != 1:
         raise UserError(f"rule 'width-only' scales width only, but depth {depth} was given; "
                         f"drop depth or use rule 'compound'", arg="rule")
-    grouped = [k for k, b in graph.blocks.items() if b.kind == "e_elan_grouped"]
-    if grouped:
-        raise UserError(f"block {grouped[0]!r}: grouped E-ELAN blocks are not scalable yet; "
-                        f"scale the ELAN model first, then expand it")
     elans = find_elans(graph)
+    _check_groups(groups, [e for e in elans if e.groups is not None], graph)
     if not elans:
         raise UserError(f"graph {graph.name!r} has no scalable blocks (no 'elan' block in "
                         f"graph.blocks); build its ELANs with yolov7c.ir.blocks.elan()")
     deepened = rule != "width-only" and (is_symbolic(d) or any(
         _stages(e.convs // e.step, d) != e.convs // e.step for e in elans))
     convert = light == "always" or (light == "full" and deepened)
-    plans = {e.name: _plan(e, d, w, rule, convert and e.light, round_to) for e in elans}
+    plans = {e.name: _plan(e, d, w, rule, convert and e.light, round_to, groups)
+             for e in elans}
     anchors = _anchors(graph, elans)
     to_conv = lead == "conv" or (lead == "auto" and deepened)
     inside = {n.index: e for e in elans for n in e.nodes}
@@ -357,6 +395,19 @@ def scale(graph: Graph, depth: Any = 1, width: Any = 1, rule: str = "compound",
                  graph.form, _blocks(graph, em.nodes, plans))
 
 
+def _check_groups(groups: Any, grouped: list[Elan], graph: Graph) -> None:
+    """``groups`` is None, a sympy expression or a positive integer; only for a graph that
+    has grouped E-ELAN blocks."""
+    if groups is None or is_symbolic(groups):
+        return
+    if not grouped:
+        raise UserError(f"groups {groups!r}: graph {graph.name!r} has no grouped E-ELAN block "
+                        f"(blocks.e_elan); drop groups", arg="groups")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise UserError(f"groups {groups!r}: expected a positive integer (the group parameter "
+                        f"g of every grouped E-ELAN block) or a sympy symbol", arg="groups")
+
+
 def scaled_name(base: str, d: Any, w: Any, rule: str) -> str:
     def fmt(x: Any) -> str:
         return str(x) if is_symbolic(x) else f"{float(x):g}"
@@ -372,33 +423,44 @@ def full_elan_form(graph: Graph) -> Graph:
 
 # ----- closed forms -----------------------------------------------------------------------------
 D, W, IMG = sympy.symbols("d w img", positive=True)
+G = sympy.Symbol("g", positive=True, integer=True)  # group parameter of grouped E-ELANs
 
 
 @dataclass(frozen=True)
 class ClosedForm:
-    """params(d, w) and GFLOPs(d, w[, img]) of a scaled graph, exact polynomials."""
+    """params(d, w[, g]) and GFLOPs(d, w[, g, img]) of a scaled graph, exact polynomials
+    (g appears when the graph has grouped E-ELAN blocks; ``g0`` is then the base's g)."""
 
     graph: Graph
     params: sympy.Expr
     gflops: Mapping[str, sympy.Expr]
+    g0: Any = None
 
-    def at(self, d: Any, w: Any, img: Any = None) -> dict[str, Any]:
+    def at(self, d: Any, w: Any, img: Any = None, g: Any = None) -> dict[str, Any]:
+        """Values at (d, w[, img]); g defaults to the base graph's own group parameter."""
         sub = {D: sympy.nsimplify(d), W: sympy.nsimplify(w)}
         if img is not None:
             sub[IMG] = img
+        if self.g0 is not None or g is not None:
+            sub[G] = self.g0 if g is None else g
         return {"params": self.params.subs(sub),
                 **{k: v.subs(sub) for k, v in self.gflops.items()}}
 
 
 def closed_form(graph: Graph, img: Any = None, rule: str = "compound", **kw: Any) -> ClosedForm:
-    """Scale ``graph`` with symbols d, w and sum its analysis into polynomials.
+    """Scale ``graph`` with symbols d, w (and g for grouped E-ELAN blocks, unless ``groups``
+    is given) and sum its analysis into polynomials.
 
     ``img=None`` keeps the input size symbolic too; GFLOPs use /10⁹ exactly."""
     from .analysis import CONVENTIONS, analyze
     d = 1 if rule == "width-only" else D
     w = 1 if rule == "depth-only" else W
+    own = {e.groups for e in find_elans(graph) if e.groups is not None}
+    if own and kw.get("groups") is None:
+        kw["groups"] = G
     g = scale(graph, depth=d, width=w, rule=rule, **kw)
     a = analyze(g, IMG if img is None else img)
     billion = sympy.Integer(10) ** 9
     return ClosedForm(g, sympy.expand(a.params),
-                      {c: sympy.expand(a.flops(c) / billion) for c in CONVENTIONS})
+                      {c: sympy.expand(a.flops(c) / billion) for c in CONVENTIONS},
+                      own.pop() if len(own) == 1 else None)
