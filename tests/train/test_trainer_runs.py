@@ -75,8 +75,8 @@ def test_smoke_two_epochs_ctrl_c_resume(tmp_path: Path, d16: Path,
         return original(self, imgs, targets, epoch, i, ni)
 
     monkeypatch.setattr(Trainer, "forward_backward", ctrl_c_in_epoch_2)
-    with pytest.raises(TrainingStopped, match=r"interrupted during epoch 2; weights/last.ckpt "
-                       r"holds epoch 1/2; continue with resume="):
+    with pytest.raises(TrainingStopped, match=r"interrupted during epoch 2/2; \S*weights/"
+                       r"last.ckpt holds epoch 1; continue with: yolov7c train --resume "):
         train("yolov7-tiny", d16, **kw)
     monkeypatch.undo()
     run = tmp_path / "runs" / "exp"

@@ -9,6 +9,7 @@ fine-tuned (matching tensors transferred; with another ``nc`` the detection conv
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,16 @@ from ..errors import UserError
 from ..eval.runs import next_run_dir
 from ..io_util import write_text_atomic
 from ..ir.graph import Graph
-from ..ir.serialize import graph_from_dict
 from ..train import ddp
 from ..train.hyp import load_hyp, save_hyp
+from ..train.resume import check_resume
 from ..train.trainer import Settings, Trainer, check_data
 from ..train.transfer import transfer
-from .args import check_nc, image_size, positive_int
+from .args import check_img, check_nc, image_size, positive_int
 from .models import model_name, resolve, with_nc
 
 WEIGHTLESS_SUFFIXES = (".py", ".yaml", ".yml")
+log = logging.getLogger("yolov7c.train")
 
 
 def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int | None = None,
@@ -55,7 +57,8 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     them. ``time_limit`` (seconds) stops after the epoch that would overrun it."""
     e = ddp.env()
     if resume is not None:
-        return _resume(resume, device=device, workers=workers)
+        return _resume(resume, device=device, workers=workers, data=data,
+                       time_limit=time_limit)
     if source is None:
         raise UserError("source: give a model (zoo name, .py, .yaml, .ckpt or official .pt) "
                         "or resume a run", arg="source")
@@ -75,7 +78,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     img = image_size(model, img)
     check_data(train_ds, val_ds, model.nc, str(data))
     hyp_d = load_hyp(hyp if hyp is not None else default_hyp(model))
-    settings = Settings(data=str(data), img=img, epochs=epochs, batch=batch, hyp=hyp_d,
+    settings = Settings(data=_abs_data(data), img=img, epochs=epochs, batch=batch, hyp=hyp_d,
                         seed=seed, workers=workers, device=device, amp=amp, compile=compile,
                         clip=clip, sync_bn=sync_bn, min_warmup_iters=min_warmup_iters,
                         nominal_batch=positive_int(nominal_batch, "nominal_batch"),
@@ -86,7 +89,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
         write_text_atomic(run_dir / "settings.yaml", yaml.safe_dump(
             {k: v for k, v in settings.to_extra().items() if k != "hyp"}, sort_keys=False))
     meta = {"source": str(source) if isinstance(source, (str, os.PathLike)) else
-            model_name(source), "data": str(data)}
+            model_name(source), "data": settings.data}
     if report is not None:
         meta["transfer"] = json.dumps(report.as_dict())
     trainer = Trainer(model, settings, run_dir, _criterion, _evaluator(settings), train_ds,
@@ -175,7 +178,38 @@ def _graph_of(model: nn.Module) -> Graph:
                     f"checkpoints, official .pt) can be trained", arg="source")
 
 
-def _resume(resume: str | os.PathLike, *, device: str | None, workers: int) -> dict[str, Any]:
+def _resumed_settings(ck_path: Path, ck: dict, model: nn.Module, *, data: Any,
+                      device: str | None, workers: int, time_limit: float | None) -> Settings:
+    """The run's settings, validated like a new run's arguments (``train.resume``), with the
+    flags that do not change what is learned (data moved, device, workers, time limit)
+    overriding them, each with a note."""
+    s = check_resume(ck_path, ck, model)
+    try:
+        check_img(model, s.img)
+    except UserError as e:
+        raise UserError(f"resume {ck_path}: settings {e}", arg="resume") from None
+    given = {"data": None if data is None else _abs_data(data), "device": device,
+             "workers": workers, "time_limit": time_limit}
+    for k, v in given.items():
+        if v is not None and v != getattr(s, k):
+            if k != "workers":
+                log.info("resume: %s %s overrides the run's %s", k, v, getattr(s, k))
+            setattr(s, k, v)
+    if not Path(s.data).exists():
+        raise UserError(f"resume {ck_path}: the run's data {s.data} is not there (a relative "
+                        f"path is read from the current folder); give --data <path to the "
+                        f"data YAML>", arg="data")
+    return s
+
+
+def _abs_data(data: str | os.PathLike) -> str:
+    """An existing data file as an absolute path, so a run resumes from any folder."""
+    p = Path(os.fspath(data))
+    return str(p.resolve()) if p.exists() else str(p)
+
+
+def _resume(resume: str | os.PathLike, *, device: str | None, workers: int,
+            data: Any = None, time_limit: float | None = None) -> dict[str, Any]:
     p = Path(resume)
     ck_path = p if p.is_file() else p / "weights" / "last.ckpt"
     if not ck_path.is_file():
@@ -183,22 +217,14 @@ def _resume(resume: str | os.PathLike, *, device: str | None, workers: int) -> d
                         f"run folder); start a new run instead", arg="resume")
     run_dir = ck_path.parent.parent
     ck = ckpt_io.read(ck_path)
-    extra = ck.get("extra")
-    if not isinstance(extra, dict) or "settings" not in extra:
-        raise UserError(f"resume {ck_path}: a checkpoint without training state (not written "
-                        f"by train); fine-tune it as a source instead", arg="resume")
-    s = Settings.from_extra(extra["settings"])
-    s.workers = workers
-    if device is not None:
-        s.device = device
-    if int(extra["epoch"]) + 1 >= s.epochs:
+    model = lower(ck["graph"]).train()
+    s = _resumed_settings(ck_path, ck, model, data=data, device=device, workers=workers,
+                          time_limit=time_limit)
+    extra = ck["extra"]
+    if extra["epoch"] + 1 >= s.epochs:
         raise UserError(f"resume {p}: the run already finished its {s.epochs} epochs; to "
                         f"train longer, fine-tune {run_dir / 'weights' / 'best.ckpt'}",
                         arg="resume")
-    spec = ck["spec"]
-    graph = graph_from_dict(json.loads(spec) if isinstance(spec, str) else spec,
-                            source=str(ck_path))
-    model = lower(graph).train()
     e = ddp.env()
     train_ds = load_dataset(s.data, "train")
     val_ds = load_dataset(s.data, "val") if e.main else None

@@ -219,13 +219,20 @@ class Trainer:
                                  epoch + 1, s.epochs)
                     break
         except KeyboardInterrupt:
-            kept = (f"weights/last.ckpt holds epoch {self.state.epoch + 1}/{s.epochs}"
-                    if self.state.epoch >= 0 else "no epoch had finished, nothing was saved")
-            raise TrainingStopped(f"interrupted during epoch {epoch + 1}; {kept}; continue "
-                                  f"with resume={str(self.run_dir)!r}") from None
+            raise TrainingStopped(self._interrupted(epoch)) from None
         finally:
             ddp.cleanup()
         return self.summary(time.perf_counter() - t0)
+
+    def _interrupted(self, epoch: int) -> str:
+        """What a Ctrl-C leaves, in CLI terms: the resume command only when a last.ckpt
+        exists (the first epoch of a new run had not finished: nothing to resume)."""
+        head = f"interrupted during epoch {epoch + 1}/{self.s.epochs}"
+        if self.state.epoch < 0:
+            return (f"{head}, before any epoch finished: nothing was saved (no "
+                    f"weights/last.ckpt); run the same command again to start over")
+        return (f"{head}; {self.run_dir / 'weights' / 'last.ckpt'} holds epoch "
+                f"{self.state.epoch + 1}; continue with: yolov7c train --resume {self.run_dir}")
 
     def _train_epoch(self, epoch: int) -> tuple[list[float], list[float]]:
         s = self.s

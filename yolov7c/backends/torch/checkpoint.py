@@ -31,6 +31,7 @@ from ..common import all_finite, params_of
 from ...ir.graph import Graph
 from ...ir.serialize import graph_from_dict, graph_to_dict
 from .lower import YoloModel
+from .safe_pickle import check_member_count
 
 FORMAT = "yolov7c.checkpoint/1"
 MAX_ARCHIVE_BYTES = 16 << 30     # total uncompressed size of the zip entries
@@ -107,6 +108,7 @@ def _check_archive(p: Path) -> None:
     if size == 0:
         raise UserError(f"{p}: empty file, not a yolov7c checkpoint", arg="path")
     try:
+        check_member_count(p)
         with zipfile.ZipFile(p) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
@@ -182,6 +184,31 @@ def _check_state_dict(p: Path, sd: Any) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
+def _check_extra(p: Path, extra: dict) -> None:
+    """Every tensor of the training state backed by its storage: a stride-0 view of one
+    element can declare any shape, which the first arithmetic on it (a momentum update, a
+    clone) materialises; and all of them together under the element limit."""
+    stack: list[tuple[str, Any, int]] = [("", extra, 0)]
+    total = 0
+    while stack:
+        where, v, depth = stack.pop()
+        if isinstance(v, torch.Tensor):
+            n = v.numel()
+            total += n
+            if total > MAX_TENSOR_ELEMENTS:
+                raise UserError(f"{p}: refused: extra{one_line(where, 80)} brings the training "
+                                f"state to {total:,} elements (limit {MAX_TENSOR_ELEMENTS:,})",
+                                arg="path")
+            if n and v.untyped_storage().nbytes() < n * v.element_size():
+                raise UserError(f"{p}: malformed checkpoint: extra{one_line(where, 80)} of shape "
+                                f"{tuple(v.shape)} is not backed by its storage "
+                                f"({v.untyped_storage().nbytes():,} bytes)", arg="path")
+        elif depth < MAX_DEPTH and isinstance(v, dict):
+            stack += [(f"{where}[{k!r}]", x, depth + 1) for k, x in v.items()]
+        elif depth < MAX_DEPTH and isinstance(v, (list, tuple)):
+            stack += [(f"{where}[{i}]", x, depth + 1) for i, x in enumerate(v)]
+
+
 def _check_sizes(p: Path, graph: Graph, pipeline: list[str], sd: dict[str, torch.Tensor]) -> None:
     """Compare the parameters the spec declares with the weights present, before lowering
     allocates them: the deploy form is the smallest any pipeline makes, so a state_dict
@@ -226,6 +253,7 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{p}: malformed checkpoint: 'extra' and 'meta' must be dicts",
                         arg="path")
     sd = _check_state_dict(p, ckpt.get("state_dict"))
+    _check_extra(p, extra)
     graph = graph_from_dict(spec, source=str(p))
     _check_sizes(p, graph, pipeline, sd)
     return {"format": FORMAT, "spec": spec, "graph": graph, "pipeline": pipeline,

@@ -403,7 +403,7 @@ def unpickle(path: str | os.PathLike) -> Any:
     if not zipfile.is_zipfile(p):
         raise UserError(f"{p}: not a torch zip checkpoint (legacy pre-1.6 files are not "
                         f"supported; re-save it with a current torch)")
-    _check_member_count(p)
+    check_member_count(p)
     try:
         with zipfile.ZipFile(p) as zf:
             return _unpickle_archive(zf, p)
@@ -411,7 +411,7 @@ def unpickle(path: str | os.PathLike) -> Any:
         raise UserError(f"{p}: damaged zip archive ({one_line(e, 120)})") from None
 
 
-def _check_member_count(p: Path) -> None:
+def check_member_count(p: Path) -> None:
     """The entry count from the end-of-archive record, before zipfile builds an object per
     entry (2 million entries take over 1 GB)."""
     end_record = getattr(zipfile, "_EndRecData", None)
