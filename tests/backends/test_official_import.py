@@ -122,6 +122,23 @@ def test_official_trainer_checkpoint_exports_to_matching_onnx(shared, tmp_path: 
     assert got.shape == want.shape and err <= tol
 
 
+def test_official_trainer_checkpoint_imports_and_fine_tunes_from(shared, tmp_path: Path
+                                                                  ) -> None:
+    """``yolov7c import-official`` (the issue's command) writes our checkpoint with the same
+    outputs; ``train`` builds its start model from the file with every tensor transferred."""
+    from yolov7c.api.training import build_model
+    path, want, _ = _trainer_reference(shared)
+    out = tmp_path / "trainer.ckpt"
+    r = _cli("import-official", str(path), "--out", str(out), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    with torch.no_grad():
+        got = yolov7c.load(out)(_fixture_input())[0].numpy()
+    assert float(np.abs(got - want).max()) <= 1e-4 * float(np.abs(want).max())
+    model, report = build_model(str(path), None, 0)
+    summary = report.as_dict()
+    assert model.nc == 1 and summary["transferred"] == len(model.state_dict()), summary
+
+
 def test_official_trainer_checkpoint_validates(shared, tmp_path: Path) -> None:
     """``yolov7c val`` end to end on the file (a 1-class model on a 1-class synthetic set)."""
     from yolov7c.data import make_synthetic

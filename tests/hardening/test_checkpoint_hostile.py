@@ -107,6 +107,27 @@ def test_stride0_view_posing_as_huge_tensor(tmp_path, saved):
              r"view of shape \(1000,\) is not backed by its storage")
 
 
+def test_stride0_view_in_the_training_state(tmp_path, saved):
+    """extra (optimizer momentum, gradients) is read by the trainer: a stride-0 view there
+    is materialised by the first update (issue 20 §4), so read refuses it by its path."""
+    _, raw = saved
+    extra = {"optimizer": {"state": {0: {"momentum_buffer": torch.zeros(1).expand(4096, 4096)}}}}
+    _refused(_variant(tmp_path, raw, extra=extra),
+             r"extra\['optimizer'\]\['state'\]\[0\]\['momentum_buffer'\] of shape "
+             r"\(4096, 4096\) is not backed by its storage \(4 bytes\)")
+    extra = {"grads": [torch.zeros(1).expand(100_000, 10_000, 2)]}
+    _refused(_variant(tmp_path, raw, extra=extra),
+             r"refused: extra\['grads'\]\[0\] brings the training state to "
+             r"2,000,000,000 elements|not backed")
+
+
+def test_entry_count_is_checked_first(tmp_path, saved, monkeypatch):
+    import yolov7c.backends.torch.safe_pickle as sp
+    n = len(zipfile.ZipFile(saved[0]).namelist())
+    monkeypatch.setattr(sp, "MAX_MEMBERS", n - 1)
+    _refused(saved[0], rf"refused: the archive declares {n:,} entries")
+
+
 @pytest.mark.parametrize("change,match", [
     ({"format": "other/1"}, r"no 'yolov7c.checkpoint/1' marker"),
     ({"spec": "{"}, r"'spec' is not valid JSON"),

@@ -109,6 +109,9 @@ def _check_archive(p: Path) -> None:
         raise UserError(f"{p}: empty file, not a yolov7c checkpoint", arg="path")
     try:
         check_member_count(p)
+    except OSError:
+        pass                               # unreadable or not a zip: said just below
+    try:
         with zipfile.ZipFile(p) as zf:
             infos = zf.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
