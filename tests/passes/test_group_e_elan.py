@@ -143,6 +143,7 @@ def test_numerically_equal_params_kept_fewer_convs(specs) -> None:
     # per block: 2·(2 + convs) + 2 convs → one x-conv, convs group convs, one transition
     fewer = sum(2 * (2 + s[1]) + 2 - (s[1] + 2) for s in specs)
     assert _convs(out.module) == _convs(base.module) - fewer
+    assert (rec.convs_before, rec.convs_after) == (_convs(base.module), _convs(out.module))
     grouped = [m for m in out.module.modules() if isinstance(m, nn.Conv2d) and m.groups == 2]
     assert len(grouped) == sum(s[1] + 1 for s in specs)
 
@@ -169,3 +170,4 @@ def test_yolov7_e6e_deploy_grouped() -> None:
     rec = out.records[-1]
     assert rec.max_rel_err <= 1e-4 and rec.params_after == rec.params_before == base.params
     assert len(rec.changes) == 11 and _convs(out.module) == _convs(base.module) - 110
+    assert rec.convs_before == _convs(base.module) and rec.convs_after == rec.convs_before - 110

@@ -57,6 +57,8 @@ class PassRecord:
     max_rel_err: float | None = None
     seconds: float = 0.0
     changes: tuple[str, ...] = ()
+    convs_before: int = 0   # conv call sites in the graph (group-e-elan lowers this)
+    convs_after: int = 0
 
 
 @dataclass
@@ -81,7 +83,7 @@ class PipelineResult:
     def as_dict(self, model: str, changes: bool = False) -> dict[str, Any]:
         """The ``passes --json`` object."""
         keys = ("name", "modified", "params_before", "params_after", "max_abs_err",
-                "max_rel_err") + (("changes",) if changes else ())
+                "max_rel_err", "convs_before", "convs_after") + (("changes",) if changes else ())
         return {"model": model, "pipeline": self.pipeline, "img": self.img,
                 "params_before": self.params_before, "params": self.params,
                 "passes": [{k: asdict(r)[k] for k in keys} for r in self.records],
@@ -160,7 +162,7 @@ def run_passes(model: nn.Module, pipeline: str | Sequence[str | Pass] = "deploy"
     last: tuple[float, float] | None = None
     checked: dict[int, tuple[weakref.ref, int]] = {}  # tensors the lint found finite
     for p in passes:
-        before, t0 = _fx.param_count(gm), time.perf_counter()
+        before, convs, t0 = _fx.param_count(gm), _conv_nodes(gm), time.perf_counter()
         out = p(gm)
         gm = out.graph_module
         removed = _cleanup(gm)
@@ -168,7 +170,8 @@ def run_passes(model: nn.Module, pipeline: str | Sequence[str | Pass] = "deploy"
             prior.append(p.name)
             gm.meta["yolov7c"] = {"graph": source, "pipeline": list(prior)}
         record = PassRecord(p.name, out.modified or bool(removed), before, _fx.param_count(gm),
-                            seconds=time.perf_counter() - t0, changes=out.changes + removed)
+                            seconds=time.perf_counter() - t0, changes=out.changes + removed,
+                            convs_before=convs, convs_after=_conv_nodes(gm))
         result.module = gm
         result.records.append(record)
         problem = _fx.lint(gm, checked)
@@ -189,6 +192,11 @@ def run_passes(model: nn.Module, pipeline: str | Sequence[str | Pass] = "deploy"
         if print_after:
             log.info("module after %s:\n%s", p.name, gm.code)
     return result
+
+
+def _conv_nodes(gm: fx.GraphModule) -> int:
+    """Convolution call sites in ``gm``'s graph."""
+    return sum(1 for n in gm.graph.nodes if _fx.calls_to(gm, n, nn.modules.conv._ConvNd))
 
 
 def _fmt(v: float | None) -> str:
