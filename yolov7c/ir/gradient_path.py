@@ -75,7 +75,7 @@ class Position:
                 f"without passing through it")
 
 
-def is_candidate(graph: Graph, n: Node) -> bool:
+def is_candidate(n: Node) -> bool:
     """A 3×3 stride-1 conv of the training form (Conv with BN, or RepConv)."""
     if n.op not in CONV_OPS or len(n.inputs) != 1:
         return False
@@ -88,7 +88,7 @@ def is_candidate(graph: Graph, n: Node) -> bool:
 
 def candidates(graph: Graph) -> list[int]:
     """Indices of every candidate conv, in node order."""
-    return [n.index for n in graph.nodes if is_candidate(graph, n)]
+    return [n.index for n in graph.nodes if is_candidate(n)]
 
 
 def _copied_from(graph: Graph, x: int) -> list[int]:
@@ -140,7 +140,7 @@ def lint_identity(graph: Graph) -> list[str]:
     for n in graph.nodes:
         if n.op != "RepConv" or n.attrs.get("identity") is not None:
             continue
-        if not rep.has_identity(n.attrs, graph.c_in(n.index)) or not is_candidate(graph, n):
+        if not rep.has_identity(n.attrs, graph.c_in(n.index)) or not is_candidate(n):
             continue
         p = classify(graph, n.index)
         if p.kind != "plain":

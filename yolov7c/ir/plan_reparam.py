@@ -129,15 +129,16 @@ def _select(graph: Graph, chosen: Iterable[Any] | str | None) -> list[int]:
     if isinstance(chosen, str):
         chosen = [c for c in chosen.split(",") if c.strip()]
     by_name = {n.name: n.index for n in graph.nodes}
+    order = {n.index: p for p, n in enumerate(graph.nodes)}
     listed = ", ".join(graph[i].name for i in every[:4]) + (", …" if len(every) > 4 else "")
     out: list[int] = []
     for c in chosen:
         key = c.strip() if isinstance(c, str) else c
         idx = by_name.get(key) if isinstance(key, str) else key
-        if idx is None or not isinstance(idx, int) or idx not in graph._by_index:
+        if idx is None or not isinstance(idx, int) or idx not in order:
             raise UserError(f"candidates: no node {key!r} in {graph.name!r}; name 3×3 "
                             f"stride-1 convs such as {listed}", arg="candidates")
-        if not is_candidate(graph, graph[idx]):
+        if not is_candidate(graph[idx]):
             raise UserError(f"candidates: {graph[idx].where()} is not a 3×3 stride-1 "
                             f"convolution; name convs such as {listed}", arg="candidates")
         if idx not in out:
@@ -145,7 +146,7 @@ def _select(graph: Graph, chosen: Iterable[Any] | str | None) -> list[int]:
     if not out:
         raise UserError("candidates: an empty list; name at least one conv, or 'all'",
                         arg="candidates")
-    return sorted(out, key=lambda i: graph._pos[i])
+    return sorted(out, key=order.__getitem__)
 
 
 def check_policy(policy: str) -> str:

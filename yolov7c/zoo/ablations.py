@@ -83,8 +83,8 @@ def detector(name: str, body: Body, nc: int = 80,
 def block2(kinds: tuple[str, str], residual: bool) -> Body:
     def body(x: T, c: Any) -> T:
         b = x.builder
-        with b.scope("block", kind="res_block" if residual else "plain_block", c=c,
-                     kinds=kinds), b.role(COMPUTATIONAL):
+        with b.scope("block", kind="res_block" if residual else "plain_block", c=c), \
+                b.role(COMPUTATIONAL):
             y = conv3(conv3(x, c, "a", kinds[0]), c, "b", kinds[1])
             return b.shortcut(y, x, name="add") if residual else y
     return body
@@ -120,7 +120,7 @@ def csp_dark(reverse: bool, kind3: str) -> Body:
     def body(x: T, c: Any) -> T:
         b = x.builder
         h = half(c)
-        with b.scope("csp", kind="csp_dark", c=c, reverse=reverse, kind3=kind3):
+        with b.scope("csp", kind="csp_dark", c=c, reverse=reverse):
             with b.role(COMPUTATIONAL):
                 y = b.conv(x, h, 1, name="cv1")
                 with b.scope("dark", kind="dark_block", c=h, reverse=reverse):
