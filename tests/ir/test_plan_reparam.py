@@ -193,3 +193,19 @@ def test_cli_plan(tmp_path) -> None:
                         (("--out", str(tmp_path / "p.txt")), "--out")):
         rc, out, err = _cli("plan", "yolov7-tiny", *argv)
         assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_planned_model_checkpoint_round_trip(tmp_path) -> None:
+    """RepConvN survives our checkpoint (architecture spec + weights): same graph, no
+    identity branch where there was none, same outputs."""
+    import torch
+    g = plan_reparam(small_elan(), "planned")
+    model = yolov7c.resolve(g)
+    path = yolov7c.save(model, tmp_path / "planned.ckpt")
+    back = yolov7c.load(path)
+    assert back.graph.nodes == g.nodes
+    reps = [m for m in back.modules() if isinstance(m, M.RepConv)]
+    assert [m.rbr_identity is None for m in reps] == [False, False, True, True, True, True]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(back(x)[0], model(x)[0])
