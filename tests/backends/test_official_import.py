@@ -107,6 +107,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_official_trainer_checkpoint_exports_to_matching_onnx(shared, tmp_path: Path) -> None:
     """``yolov7c export`` end to end: the deployed ONNX reproduces the official output."""
     ort = pytest.importorskip("onnxruntime")
@@ -122,6 +123,7 @@ def test_official_trainer_checkpoint_exports_to_matching_onnx(shared, tmp_path: 
     assert got.shape == want.shape and err <= tol
 
 
+@pytest.mark.slow
 def test_official_trainer_checkpoint_imports_and_fine_tunes_from(shared, tmp_path: Path
                                                                   ) -> None:
     """``yolov7c import-official`` (the issue's command) writes our checkpoint with the same
@@ -139,6 +141,7 @@ def test_official_trainer_checkpoint_imports_and_fine_tunes_from(shared, tmp_pat
     assert model.nc == 1 and summary["transferred"] == len(model.state_dict()), summary
 
 
+@pytest.mark.slow
 def test_official_trainer_checkpoint_validates(shared, tmp_path: Path) -> None:
     """``yolov7c val`` end to end on the file (a 1-class model on a 1-class synthetic set)."""
     from yolov7c.data import make_synthetic
