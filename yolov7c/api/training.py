@@ -193,7 +193,8 @@ def _resumed_settings(ck_path: Path, ck: dict, model: nn.Module, *, data: Any,
     for k, v in given.items():
         if v is not None and v != getattr(s, k):
             if k != "workers":
-                log.info("resume: %s %s overrides the run's %s", k, v, getattr(s, k))
+                log.info("resume: --%s %s overrides the run's %s", k.replace("_", "-"), v,
+                         getattr(s, k))
             setattr(s, k, v)
     if not Path(s.data).exists():
         raise UserError(f"resume {ck_path}: the run's data {s.data} is not there (a relative "
