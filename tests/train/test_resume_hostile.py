@@ -183,7 +183,7 @@ def test_resume_from_another_folder_and_data_override(tmp_path, run, capsys, cap
         os.chdir(old)
     assert s["epochs"] == 2
     notes = [r.getMessage() for r in records if "overrides" in r.getMessage()]
-    assert any(f"data {moved / data.name} overrides the run's gone/data.yaml" in n
+    assert any(f"--data {moved / data.name} overrides the run's gone/data.yaml" in n
                for n in notes), notes
 
 
