@@ -147,6 +147,17 @@ def test_crafted_last_ckpt_is_one_line_exit_2(tmp_path, capsys, run, name, edit,
     assert not (r / "results.csv").exists()      # refused before any training
 
 
+def test_flags_that_change_the_run_are_refused_on_resume(tmp_path, capsys, run):
+    """--img, --hyp, --nc or a model with --resume were silently ignored."""
+    from yolov7c.cli import main
+    run_dir, _, _ = run
+    with pytest.raises(UserError, match=r"img, hyp cannot change on resume"):
+        train(resume=run_dir, img=320, hyp="p5")
+    rc = main(["train", "yolov7-tiny", "--resume", str(run_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "model cannot change on resume" in err[0], err
+
+
 def test_ranges_are_the_cli_flags(tmp_path):
     """The resume ranges are the flags' ranges (one table; this test keeps the copy equal)."""
     bounds = pytest.importorskip("yolov7c.cli.bounds")

@@ -57,6 +57,12 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     them. ``time_limit`` (seconds) stops after the epoch that would overrun it."""
     e = ddp.env()
     if resume is not None:
+        fixed = [k for k, v in (("model", source), ("img", img), ("hyp", hyp), ("nc", nc))
+                 if v is not None]
+        if fixed:
+            raise UserError(f"resume {resume}: {', '.join(fixed)} cannot change on resume (the "
+                            f"run continues with its own); drop {', '.join(fixed)}, or start a "
+                            f"new run from the run's weights/last.ckpt", arg="resume")
         return _resume(resume, device=device, workers=workers, data=data,
                        time_limit=time_limit)
     if source is None:
