@@ -130,6 +130,10 @@ CASES = [
     ("optimizer-foreign-param", lambda ck, x: x["optimizer"]["state"].__setitem__(
         10**6, {"momentum_buffer": torch.zeros(1)}), r"entry for parameter 1000000"),
     ("scaler-junk", _set("scaler", {"scale": "x"}), r"scaler scale is 'x', expected a number"),
+    ("history-row-no-time", lambda ck, x: x["history"][0].pop("time_s"),
+     r"history\[0\] time_s is None, expected a number"),
+    ("history-row-text", lambda ck, x: x["history"][0].__setitem__("mAP50", "high"),
+     r"history\[0\] mAP50 is 'high', expected a number"),
 ]
 
 

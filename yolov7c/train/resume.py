@@ -42,6 +42,8 @@ SCHEDULE_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "war
 SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval",
                "_growth_tracker"}
 MAX_UPDATES = 10**12
+HISTORY_KEYS = ("epoch", "train/box", "train/obj", "train/cls", "train/total", "precision",
+                "recall", "mAP50", "mAP50-95", "time_s")
 
 
 class _Check:
@@ -208,11 +210,16 @@ def check_resume(path: str | os.PathLike, ckpt: Mapping[str, Any], model: nn.Mod
         c.fail("history", f"is {show(history, 40)}, expected a list of {epoch + 1} epoch rows")
     for i, row in enumerate(history):
         c.mapping(row, f"history[{i}]")
-        bad = next((k for k, v in row.items() if isinstance(v, bool)
-                    or not isinstance(v, (int, float)) or math.isinf(v)), None)
-        if bad is not None:       # NaN is a row's "not measured" (no validation split)
+        for k in HISTORY_KEYS:    # what plots, results.csv and the run's clock read back
+            v = row.get(k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isinf(v):
+                c.fail(f"history[{i}] {k}", f"is {show(v, 40)}, expected a number (NaN: "
+                                            f"not measured)")
+        bad = next((k for k, v in row.items() if not isinstance(v, (str, int, float))
+                    or isinstance(v, str) and len(v) > 1000), None)
+        if bad is not None:
             c.fail(f"history[{i}] {show(bad, 30)}", f"is {show(row[bad], 40)}, expected a "
-                                                    f"number")
+                                                    f"number or a short text")
     want = model.state_dict()
     check_weights(c, extra.get("model"), want, "model weights")
     check_weights(c, ckpt.get("state_dict"), want, "EMA weights")
