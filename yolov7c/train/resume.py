@@ -35,7 +35,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "img": (1, MAX_IMG), "epochs": (1, 100_000), "batch": (1, 4096),
     "nominal_batch": (1, 65_536), "workers": (0, 256), "min_warmup_iters": (0, 10_000_000),
     "clip": (1e-6, 1e6), "time_limit": (1e-3, 1e8), "seed": (0, 2**32 - 1),
-    "val_batch": (1, 4096),
+    "val_batch": (1, 4096), "threads": (1, 1024),
 }
 SCHEDULE_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
                  "warmup_bias_lr")
