@@ -234,3 +234,59 @@ def test_every_model_source_builds_a_trainable_model(tmp_path: Path) -> None:
         model, report = build_model(official, 3, 0)  # COCO (80) → 3 classes
         assert model.nc == 3 and len(report.reinitialised) == 9
         assert len(report.transferred) == report.total - 9
+
+
+# ---------------------------------------------------------------- issue 23: a run a user follows
+
+NARROW = Path(__file__).resolve().parents[2] / "yolov7c" / "zoo" / "narrow.py"
+
+
+def test_size_from_data_threads_and_resume_that_continues_the_clock(
+        tmp_path: Path, d8: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """No img: the data's size (64, not the model's 640), printed; threads=1 for the call
+    only; a resume says so and from which epoch, and its results.csv time_s and summary go
+    on from the first process's time."""
+    import logging
+    kw = small_kw(tmp_path, 64, 4)
+    del kw["img"]
+    original = Trainer.forward_backward
+    seen_threads = []
+
+    def stop(self, imgs, targets, epoch, i, ni):
+        seen_threads.append(torch.get_num_threads())
+        assert imgs.shape[-1] == 64
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, imgs, targets, epoch, i, ni)
+
+    monkeypatch.setattr(Trainer, "forward_backward", stop)
+    torch.set_num_threads(2)
+    try:
+        with caplog.at_level(logging.INFO, logger="yolov7c.train"), \
+                pytest.raises(TrainingStopped):
+            train(NARROW, d8, threads=1, **kw)
+        assert set(seen_threads) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert "img 64 (the data's images are at most 64 px" in caplog.text
+    monkeypatch.undo()
+    run = tmp_path / "runs" / "exp"
+    # the first process "took" 1000 s: the resumed run must go on from there
+    last = run / "weights" / "last.ckpt"
+    ck = torch.load(last, weights_only=True)
+    ck["extra"]["history"][0]["time_s"] = 1000.0
+    torch.save(ck, last)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="yolov7c.train"):
+        s = train(resume=run, workers=0)
+    assert f"resuming {run} from epoch 2/2 (epochs 1-1 done in 16m40s)" in caplog.text
+    rows = list(csv.DictReader(open(run / "results.csv")))
+    assert float(rows[0]["time_s"]) == 1000.0
+    assert 1000.0 < float(rows[1]["time_s"]) <= s["seconds"] < 1000.0 + 600
+    assert s["epochs"] == 2
+    # val and detect default to the size the checkpoint was trained at, not 640
+    from yolov7c.api.evaluate import default_eval_img
+    from yolov7c.api.training import trained_img
+    assert trained_img(s["best"]) == 64 and default_eval_img(s["best"], None) == 64
+    assert trained_img(NARROW) is None and default_eval_img(NARROW, None) == 640

@@ -135,3 +135,50 @@ def test_transfer_reinitialises_head_on_new_nc(tiny: nn.Module) -> None:
     assert len(rep.transferred) + len(rep.reinitialised) == rep.total
     assert torch.equal(target.detect.m[0].weight, fresh_head)
     assert "transferred" in rep.summary() and "re-initialised" in rep.summary()
+
+
+# ---------------------------------------------------------------- issue 23: what a user sees
+
+
+def test_progress_shows_images_per_second_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from yolov7c.eval import progress as P
+    now = [100.0]
+    monkeypatch.setattr(P.time, "perf_counter", lambda: now[0])
+    out = io.StringIO()
+    bar = P.Progress(128, "epoch 1/3", stream=out, unit="img")
+    bar.note = "run ETA x"
+    now[0] = 104.0
+    bar.update(32)                                    # 32 images in 4 s
+    assert bar.rate() == 8.0 and bar.eta() == 12.0    # 96 left at 8/s
+    line = out.getvalue().splitlines()[-1]
+    assert "32/128 8.0 img/s 4s ETA 12s  run ETA x" in line, line
+    slow = P.Progress(10, "w6", stream=io.StringIO(), unit="img")
+    now[0] = 124.0
+    slow.update(4)                                    # 4 images in 20 s: never "0.0/s"
+    assert "5.0 s/img" in slow.line() and "ETA 30s" in slow.line()
+    assert [P.hms(x) for x in (0, 42.4, 187, 7500)] == ["0s", "42s", "3m07s", "2h05m"]
+
+
+def _settings(**kw):
+    from yolov7c.train.trainer import Settings
+    base = dict(data="d.yaml", img=64, epochs=3, batch=16, hyp=HYP, nominal_batch=64,
+                min_warmup_iters=1000)
+    return Settings(**{**base, **kw})
+
+
+def test_schedule_warnings_name_the_fixing_flags() -> None:
+    from yolov7c.train.trainer import schedule_warnings
+    s = _settings()  # 3 epochs × 5 batches of 16, 1000-batch warmup, accumulate 4 → 2 steps
+    sched = Schedule.from_hyp(HYP, s.epochs, 5, s.batch, s.min_warmup_iters, s.nominal_batch)
+    w = schedule_warnings(sched, s, 5)
+    assert len(w) == 2
+    assert "warmup lasts 1000 batches but the whole run has 15" in w[0]
+    assert "--warmup-iters" in w[0]
+    assert w[1].startswith("2 optimizer step(s) per epoch") and "--nominal-batch" in w[1]
+    # the fixes: a short warmup and no accumulation → no warning
+    s = _settings(nominal_batch=16, min_warmup_iters=2)
+    sched = Schedule.from_hyp({**HYP, "warmup_epochs": 0.0}, s.epochs, 5, s.batch,
+                              s.min_warmup_iters, s.nominal_batch)
+    assert schedule_warnings(sched, s, 5) == []

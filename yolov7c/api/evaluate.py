@@ -99,7 +99,7 @@ def _only(backend: str | None, want: str, model: Any) -> None:
 
 
 def val(model: Any, data: str | os.PathLike, *, images: str | os.PathLike | None = None,
-        split: str = "val", img: int = 640, batch_size: int = 16, conf: float = EVAL.conf,
+        split: str = "val", img: int | None = None, batch_size: int = 16, conf: float = EVAL.conf,
         iou: float = EVAL.iou, max_det: int = EVAL.max_det, backend: str | None = None,
         nc: int | None = None, seed: int = 0, out: str | os.PathLike | None = "runs/val",
         name: str = "exp", plots: bool = True, progress: bool = True,
@@ -114,6 +114,7 @@ def val(model: Any, data: str | os.PathLike, *, images: str | os.PathLike | None
     ds = load_dataset(data, split, images)
     if nc is None and _weightless(model):
         nc = ds.nc
+    img = default_eval_img(model, img)
     pred = make_predictor(model, backend=backend, img=img, nc=nc, seed=seed, device=device)
     res = evaluate(pred, ds, img=img, batch_size=batch_size, conf=conf, iou=iou,
                    max_det=max_det, out_dir=None, plots=plots, progress=progress, rect=rect,
@@ -121,6 +122,14 @@ def val(model: Any, data: str | os.PathLike, *, images: str | os.PathLike | None
     if out is not None:  # the run folder is claimed only once there is something to write
         res = write_outputs(next_run_dir(out, name), res, ds, plots)
     return res
+
+
+def default_eval_img(model: Any, img: int | None) -> int:
+    """``img``, or (None) the size our checkpoint ``model`` was trained at, else 640."""
+    if img is not None:
+        return img
+    from .training import trained_img
+    return trained_img(model) or 640
 
 
 def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
@@ -171,7 +180,7 @@ def _names_for(nc: int, names: Sequence[str] | None, data: Any) -> list[str]:
     return list(COCO_NAMES) if nc == len(COCO_NAMES) else [f"class{k}" for k in range(nc)]
 
 
-def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int = 640,
+def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int | None = None,
            conf: float = DETECT.conf, iou: float = DETECT.iou, max_det: int = DETECT.max_det,
            classes: Sequence[int] | None = None, agnostic: bool = False,
            backend: str | None = None, nc: int | None = None, seed: int = 0,
@@ -184,12 +193,14 @@ def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int = 
     ``save_json`` a COCO ``predictions.json``) into a new run folder under ``out``."""
     _check_thresholds(conf, iou, max_det)
     files = list_images(source)
+    img = default_eval_img(model, img)
     pred = make_predictor(model, backend=backend, img=img, nc=nc, seed=seed, device=device)
     img = resolve_img(img, pred)
     run = next_run_dir(out, name) if out is not None else None
     watch = Stopwatch()
     results, records, label_names = [], [], None
-    with Progress(len(files), f"detect {pred.name}", progress and len(files) > 1) as bar:
+    with Progress(len(files), f"detect {pred.name}", progress and len(files) > 1,
+                  unit="img") as bar:
         for k, f in enumerate(files):
             with watch("preprocess"):
                 try:

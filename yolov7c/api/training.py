@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import yaml
@@ -31,7 +32,7 @@ from ..train.hyp import load_hyp, save_hyp
 from ..train.resume import check_resume
 from ..train.trainer import Settings, Trainer, check_data
 from ..train.transfer import transfer
-from .args import check_img, check_nc, image_size, positive_int
+from .args import check_img, check_nc, default_img, image_size, positive_float, positive_int
 from .models import model_name, resolve, with_nc
 
 WEIGHTLESS_SUFFIXES = (".py", ".yaml", ".yml")
@@ -45,7 +46,7 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
           amp: bool | None = None, compile: bool = False, clip: float | None = None,
           sync_bn: bool = True, val_batch: int | None = None,
           min_warmup_iters: int = 1000, nominal_batch: int = 64,
-          time_limit: float | None = None) -> dict[str, Any]:
+          time_limit: float | None = None, threads: int | None = None) -> dict[str, Any]:
     """Train ``source`` on ``data`` (a data YAML); returns the run summary (run folder, best
     and last checkpoints, best mAP@0.5 and mAP@0.5:0.95, first/last epoch loss).
 
@@ -54,7 +55,39 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     many classes; ``resume`` a run folder (or its last.ckpt) to continue exactly where it
     stopped. ``min_warmup_iters`` (1000) and ``nominal_batch`` (64: images per optimizer
     step, by gradient accumulation) are the official values; tiny datasets and tests lower
-    them. ``time_limit`` (seconds) stops after the epoch that would overrun it."""
+    them. ``time_limit`` (seconds) stops after the epoch that would overrun it. ``img``
+    defaults to the data's image size when its images are smaller than the model's default
+    size, else to the size a checkpoint source was trained at, else the model's (logged).
+    ``threads``: torch threads for this call (on a busy 2-core machine 1 is much faster)."""
+    if threads is not None:
+        positive_int(threads, "threads")
+    if time_limit is not None:
+        positive_float(time_limit, "time_limit")
+    with _torch_threads(threads):
+        return _train(source, data, img=img, epochs=epochs, batch=batch, hyp=hyp, nc=nc,
+                      device=device, seed=seed, resume=resume, out=out, name=name,
+                      workers=workers, amp=amp, compile=compile, clip=clip, sync_bn=sync_bn,
+                      val_batch=val_batch, min_warmup_iters=min_warmup_iters,
+                      nominal_batch=nominal_batch, time_limit=time_limit)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(source: Any, data: str | os.PathLike | None, *, img: int | None, epochs: int,
+           batch: int, hyp: Any, nc: int | None, device: str | None, seed: int,
+           resume: str | os.PathLike | None, out: str | os.PathLike, name: str, workers: int,
+           amp: bool | None, compile: bool, clip: float | None, sync_bn: bool,
+           val_batch: int | None, min_warmup_iters: int, nominal_batch: int,
+           time_limit: float | None) -> dict[str, Any]:
     e = ddp.env()
     if resume is not None:
         fixed = [k for k, v in (("model", source), ("img", img), ("hyp", hyp), ("nc", nc))
@@ -81,7 +114,8 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     val_ds = load_dataset(data, "val") if e.main else None
     model, report = build_model(source, nc if nc is not None else _default_nc(source, train_ds),
                                 seed)
-    img = image_size(model, img)
+    img = image_size(model, img if img is not None else _default_img(model, source, train_ds,
+                                                                       e.main))
     check_data(train_ds, val_ds, model.nc, str(data))
     hyp_d = load_hyp(hyp if hyp is not None else default_hyp(model))
     settings = Settings(data=_abs_data(data), img=img, epochs=epochs, batch=batch, hyp=hyp_d,
@@ -106,6 +140,23 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     return summary
 
 
+def _default_img(model: nn.Module, source: Any, data: DetectionDataset, main: bool) -> int:
+    """The training size when none is given: the data's largest image side (rounded up to the
+    stride) when it is below the model's default, else a checkpoint's own training size,
+    else the model's default; logged with the reason."""
+    from ..backends.common import max_stride
+    default, stride = default_img(model), max_stride(model)
+    side = max((max(hw) for hw in data.shapes), default=0)
+    size, why = default, "the model's default"
+    if 0 < side < default:
+        size, why = -(-side // stride) * stride, f"the data's images are at most {side} px"
+    elif (trained := trained_img(source)) is not None:
+        size, why = trained, "the size the checkpoint was trained at"
+    if main:
+        log.info("img %d (%s; --img to change)", size, why)
+    return size
+
+
 def _criterion(model: nn.Module, hyp: dict, img: int):
     from ..train.loss import criterion
     return criterion(model, hyp, img)
@@ -115,12 +166,13 @@ def _evaluator(s: Settings):
     """Validation of the EMA module with the project's evaluator (pycocotools)."""
     from ..eval.evaluator import evaluate
     from ..eval.predictor import TorchPredictor
+    from ..eval.settings import EVAL
 
     def run(module: nn.Module, ds: DetectionDataset) -> dict:
         dev = str(next(module.parameters()).device)
         return evaluate(TorchPredictor(module, device=dev), ds, img=s.img,
-                        batch_size=s.val_batch or max(s.batch, 1), conf=0.001, iou=0.65,
-                        out_dir=None, plots=False, progress=False)
+                        batch_size=s.val_batch or max(s.batch, 1), conf=EVAL.conf, iou=EVAL.iou,
+                        out_dir=None, plots=False, progress=True)
     return run
 
 
@@ -243,3 +295,23 @@ def _resume(resume: str | os.PathLike, *, device: str | None, workers: int,
                       resume_extra=extra, meta=meta)
     trainer.restore_ema(ck["state_dict"])
     return trainer.fit()
+
+
+def has_weights(source: Any) -> bool:
+    """Whether ``train`` fine-tunes ``source`` (it carries weights) or starts it fresh."""
+    return _has_weights(source)
+
+
+def trained_img(source: Any) -> int | None:
+    """The image size our checkpoint ``source`` was trained at (None for any other source),
+    so val, detect, e2e and fine-tuning default to it instead of the zoo's 640."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    from .models import is_our_checkpoint
+    p = Path(os.fspath(source))
+    if not (p.is_file() and is_our_checkpoint(p)):
+        return None
+    ck = ckpt_io.read(p)
+    settings = ck["extra"].get("settings")
+    img = ck["meta"].get("img", settings.get("img") if isinstance(settings, dict) else None)
+    return img if isinstance(img, int) and not isinstance(img, bool) and img > 0 else None

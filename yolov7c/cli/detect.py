@@ -15,8 +15,9 @@ MODEL_HELP = ("zoo name (random weights), checkpoint (.ckpt, official .pt), DSL 
 def _model_args(p: argparse.ArgumentParser, nms: NmsSettings) -> None:
     conf, iou, max_det = nms.conf, nms.iou, nms.max_det
     p.add_argument("model", help=MODEL_HELP)
-    p.add_argument("--img", type=int, default=640,
-                   help="input size; rounded up to the model's stride (640)")
+    p.add_argument("--img", type=int, default=None,
+                   help="input size; rounded up to the model's stride (default: the size a "
+                   "checkpoint of ours was trained at, else 640)")
     p.add_argument("--conf", type=float, default=conf, help=f"score threshold ({conf})")
     p.add_argument("--iou", type=float, default=iou, help=f"NMS IoU threshold ({iou})")
     p.add_argument("--max-det", type=int, default=max_det,

@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="zoo name, DSL .py, cfg .yaml (fresh weights), or our .ckpt / an "
                    "official .pt (fine-tuning)")
     p.add_argument("--data", help="data YAML (train and val splits)")
-    p.add_argument("--img", type=int, help="training and validation size (the model's: 640 P5, "
-                   "1280 P6)")
+    p.add_argument("--img", type=int, help="training and validation size (default: the data's "
+                   "image size when smaller than the model's 640 P5 / 1280 P6, else a "
+                   "checkpoint's training size, else the model's; printed)")
     p.add_argument("--epochs", type=int, default=300, help="epochs (300)")
     p.add_argument("--batch", type=int, default=16,
                    help="total batch over all processes (16); gradients accumulate to 64")
@@ -45,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="images per optimizer step by accumulation (64, the official)")
     p.add_argument("--warmup-iters", dest="min_warmup_iters", type=int, default=1000,
                    help="minimum warmup batches (1000, the official)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's; on a busy "
+                   "2-core machine 1 trains several times faster than 2)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after the epoch "
+                   "that would overrun this many seconds (the checkpoints stay usable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=cmd_train)
 
@@ -55,13 +60,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                     hyp=args.hyp, nc=args.nc, device=args.device, seed=args.seed,
                     resume=args.resume, out=args.out, name=args.name, workers=args.workers,
                     amp=args.amp, compile=args.compile, clip=args.clip, sync_bn=args.sync_bn,
-                    nominal_batch=args.nominal_batch, min_warmup_iters=args.min_warmup_iters)
+                    nominal_batch=args.nominal_batch, min_warmup_iters=args.min_warmup_iters,
+                    threads=args.threads, time_limit=args.time_limit)
     if os.environ.get("RANK", "0") != "0":
         return 0
     if args.json:
         emit_json(summary)
         return 0
-    print(f"trained {summary['epochs']} epochs in {summary['seconds']:.0f} s → {summary['run']}")
+    stop = " (time limit)" if summary.get("stopped_early") else ""
+    print(f"trained {summary['epochs']} epochs in {summary['seconds']:.0f} s{stop} → "
+          f"{summary['run']}")
     print(f"  best (epoch {summary['best_epoch']}): mAP@0.5 {summary['map50']:.4f}  "
           f"mAP@0.5:0.95 {summary['map']:.4f}")
     print(f"  loss: {summary['first_loss']:.4f} (epoch 1) → {summary['last_loss']:.4f} (last)")

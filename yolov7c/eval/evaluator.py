@@ -98,7 +98,7 @@ def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch
     per_image: dict[int, np.ndarray] = {}
     it = val_batches(dataset, img, bs, predictor.stride, rect=use_rect, pad=pad,
                      fixed_shape=fixed)
-    with Progress(len(dataset), f"val {predictor.name}", progress) as bar:
+    with Progress(len(dataset), f"val {predictor.name}", progress, unit="img") as bar:
         while True:
             with watch("preprocess"):
                 batch = next(it, None)

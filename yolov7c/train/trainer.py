@@ -25,8 +25,8 @@ from ..errors import UserError
 from . import ddp
 from .ema import ModelEMA, unwrap
 from .loader import TrainDataset, make_loader
-from .optim import Schedule, build_optimizer
-from ..eval.progress import Progress
+from .optim import Schedule, accumulate_steps, build_optimizer
+from ..eval.progress import Progress, hms
 from .runs import plot_labels, plot_results, write_results
 
 log = logging.getLogger("yolov7c.train")
@@ -93,6 +93,25 @@ def check_data(train: DetectionDataset, val: DetectionDataset | None, nc: int, d
                         f"beside the images", arg="data")
     if val is not None and len(val) == 0:
         raise UserError(f"data {data}: the val split has no images", arg="data")
+
+
+def schedule_warnings(schedule: Schedule, s: Settings, batches_per_epoch: int) -> list[str]:
+    """Settings that make a run learn little: a warmup as long as the whole run (the lr never
+    reaches lr0), or at most 2 optimizer steps per epoch; each message names the fixing flag."""
+    out = []
+    total = batches_per_epoch * s.epochs
+    if schedule.warmup_iters >= total:
+        out.append(f"warmup lasts {schedule.warmup_iters} batches but the whole run has "
+                   f"{total} ({s.epochs} epochs × {batches_per_epoch}): the lr never reaches "
+                   f"lr0; lower --warmup-iters (e.g. {max(total // 10, 1)}) or train more "
+                   f"epochs")
+    accumulate = accumulate_steps(s.batch, s.nominal_batch)
+    steps = math.ceil(batches_per_epoch / accumulate)
+    if steps <= 2:
+        out.append(f"{steps} optimizer step(s) per epoch ({batches_per_epoch} batches of "
+                   f"{s.batch}, accumulated to --nominal-batch {s.nominal_batch}): lower "
+                   f"--nominal-batch (e.g. to --batch {s.batch}) or use more images")
+    return out
 
 
 def _oom(err: BaseException) -> bool:
@@ -183,7 +202,7 @@ class Trainer:
         """The one place that writes a training checkpoint (EMA weights + ``extra``)."""
         assert self.ema is not None
         save_checkpoint(self.ema.module, path, extra=self._extra(), kind="train",
-                        epoch=self.state.epoch, **self.meta)
+                        epoch=self.state.epoch, img=self.s.img, **self.meta)
 
     # ----------------------------------------------------------------- the loop
     def fit(self) -> dict[str, Any]:
@@ -195,12 +214,19 @@ class Trainer:
             if start == 0:
                 plot_labels(self.run_dir / "labels.png", self.train_data.labels,
                             self.train_data.names)
+            if start:
+                log.info("resuming %s from epoch %d/%d (epochs 1-%d done in %s)",
+                         self.run_dir, start + 1, s.epochs, start, hms(self._time_before()))
             log.info("training %s on %s: %d images, %d epochs, batch %d (%d per process × %d,"
-                     " accumulate to %d), img %d, device %s%s", s.source, s.data,
-                     len(self.train_data), s.epochs, s.batch, self.per_rank, self.env.world,
-                     s.nominal_batch,
-                     s.img, self.device, ", AMP" if self.amp else "")
-        t0 = time.perf_counter()
+                     " accumulate to %d), img %d, device %s%s, %d torch threads", s.source,
+                     s.data, len(self.train_data), s.epochs, s.batch, self.per_rank,
+                     self.env.world, s.nominal_batch, s.img, self.device,
+                     ", AMP" if self.amp else "", torch.get_num_threads())
+            for warning in schedule_warnings(self.schedule, s, len(self.loader)):
+                log.warning("%s", warning)
+        t_start = time.perf_counter()
+        t0 = t_start - self._time_before()  # time_s and the summary go on across resumes
+        self._epoch_s: list[float] = []
         epoch = start
         self.stopped_early = False
         try:
@@ -211,7 +237,8 @@ class Trainer:
                     self._end_epoch(epoch, parts, lrs, time.perf_counter() - t0)
                 ddp.barrier()
                 now = time.perf_counter()
-                if s.time_limit and now - t0 + (now - t_epoch) > s.time_limit and \
+                self._epoch_s.append(now - t_epoch)
+                if s.time_limit and now - t_start + (now - t_epoch) > s.time_limit and \
                         epoch + 1 < s.epochs:
                     self.stopped_early = True
                     if main:
@@ -243,7 +270,8 @@ class Trainer:
         sums = torch.zeros(4)
         lrs: list[float] = [0.0, 0.0, 0.0]
         head = f"epoch {epoch + 1}/{s.epochs}"
-        with Progress(nb, head, enabled=self.env.main) as bar:
+        images = len(self.sampler) * self.env.world  # every process's share, counted once
+        with Progress(images, head, enabled=self.env.main, unit="img") as bar:
             for i, (imgs, targets) in enumerate(self.loader):
                 ni = i + nb * epoch
                 accumulate = self.schedule.apply(self.optimizer, ni, epoch)
@@ -254,8 +282,24 @@ class Trainer:
                 sums += items
                 m = sums / (i + 1)
                 bar.label = f"{head} box {m[0]:.4f} obj {m[1]:.4f} cls {m[2]:.4f} lr {lrs[1]:.1e}"
-                bar.update(1)
+                bar.note = self._run_eta(bar, epoch)
+                bar.update(len(imgs) * self.env.world)
         return (sums / max(nb, 1)).tolist(), lrs
+
+    def _time_before(self) -> float:
+        """Seconds the run had trained before this process (0 unless resumed)."""
+        h = self.state.history
+        return float(h[-1]["time_s"]) if h else 0.0
+
+    def _run_eta(self, bar: Progress, epoch: int) -> str:
+        """"run ETA …": this epoch's ETA plus the later epochs at the mean epoch time so far
+        (training and validation), or this epoch's projected time before one has ended."""
+        left = bar.eta()
+        if left is None:
+            return ""
+        per_epoch = (sum(self._epoch_s) / len(self._epoch_s) if self._epoch_s
+                     else bar.elapsed + left)
+        return f"run ETA {hms(left + (self.s.epochs - epoch - 1) * per_epoch)}"
 
     def forward_backward(self, imgs: torch.Tensor, targets: torch.Tensor, epoch: int, i: int,
                          ni: int) -> torch.Tensor:
