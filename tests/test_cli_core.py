@@ -47,7 +47,8 @@ def test_convert_yaml_zoo_to_cfg_and_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args,match", [
     (["convert-yaml", "nope.yaml"], r"nope.yaml: cannot read cfg"),
     (["convert-yaml", "yolov9"], r"unknown model 'yolov9'"),
-    (["convert-yaml", "yolov7", "--out", "/proc/version/x.yaml"], r"is a file, not a folder"),
+    (["convert-yaml", "yolov7", "--out", "/etc/passwd/x.yaml"], r"is a file, not a folder"),
+    (["convert-yaml", "yolov7", "--out", "/proc/version/x.yaml"], r"is in /proc"),
     (["e2e", "yolov9"], r"unknown model 'yolov9'"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], match: str) -> None:
@@ -104,21 +105,19 @@ def test_e2e_main_job(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- issue 12: the CLI boundary
 
 BAD_VALUES = [
-    (["bench", "yolov7-tiny", "--repeat", "0"], r"--repeat 0: expected an integer ≥ 1"),
-    (["passes", "yolov7-tiny", "--img", "0"], r"--img 0: .* use 32 or 64"),
+    (["bench", "yolov7-tiny", "--repeat", "0"], r"--repeat 0: expected an integer in 1\.\.100000"),
+    (["passes", "yolov7-tiny", "--img", "0"], r"--img 0: expected an integer in 1\.\.8192"),
     (["passes", "yolov7-tiny", "--img", "300"], r"--img 300: .* use 288 or 320"),
-    (["passes", "yolov7-tiny", "--img", "-320"], r"--img -320: .* use 32 or 64"),
-    (["export", "yolov7-tiny", "--out", "m.onnx", "--img", "-5"], r"--img -5: .* use 32 or 64"),
-    (["export", "yolov7-tiny", "--out", "m.onnx", "--opset", "99"], r"--opset 99: use an ONNX "
-     r"opset from 17"),
-    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--iou", "2"], r"--iou 2.0: "),
-    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--score", "-1"], r"--score -1.0: "),
+    (["passes", "yolov7-tiny", "--img", "-320"], r"--img -320: expected an integer in 1\.\.8192"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--img", "-5"], r"--img -5: expected an integer in 1\.\.8192"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--opset", "99"], r"--opset 99: expected an integer in 17\.\.30"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--iou", "2"], r"--iou 2: expected a number in 0\.\.1"),
+    (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--score", "-1"], r"--score -1: expected a number in 0\.\.1"),
     (["export", "yolov7-tiny", "--out", "m.onnx", "--nms", "--max-det", "-1"], r"--max-det -1"),
     (["tune", "yolov7-tiny", "--db", "db", "--per-round", "0"], r"--per-round 0: "),
     (["tune", "yolov7-tiny", "--db", "db", "--pack", "db.zip"], r"--pack db.zip: name the "
      r"packed database \*\.tar\.gz"),
-    (["passes", "yolov7-tiny", "--rtol", "-1", "--out", "d.ckpt"], r"--rtol -1.0: expected a "
-     r"positive number"),
+    (["passes", "yolov7-tiny", "--rtol", "-1", "--out", "d.ckpt"], r"--rtol -1: expected a number in 1e-12\.\.1"),
     (["e2e", "--out", "FILE"], r"--out FILE: is a file; give a folder"),
     (["report", "no-such.ckpt"], r"no-such.ckpt: no such file"),
     (["passes", "yolov7-tiny", "--out", "FILE/d.ckpt"], r"--out FILE/d.ckpt: FILE is a file"),

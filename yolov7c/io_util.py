@@ -5,14 +5,23 @@ then one ``os.replace``. The temp file is removed on an exception, on Ctrl-C and
 (a handler removes live temp files, then lets the signal do what it did before). A SIGKILL
 cannot be caught, so every write first sweeps the folder for temp files of this naming whose
 writer pid is dead (or that are older than a day, in case the pid was reused).
+
+What a write may replace: only a regular file (or nothing). A destination that is a device
+node, a FIFO, a socket or a folder (also through a symlink, so ``/dev/null`` and
+``/dev/stdout`` too) is refused in one line: a rename would put a regular file in place of
+``/dev/null``. Missing parent folders are created, but never directly in the file system
+root. ``open_regular`` and ``private_dir`` are the same rules for files opened in place
+(logs, locks): no symlink followed, no FIFO waited on, no folder someone else owns.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
 import signal
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -131,17 +140,81 @@ def _new_temp(dest: Path, suffix: str) -> Path:
     raise FileExistsError(f"{dest}: could not create a unique temp file")
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """'a folder', 'a FIFO', ... for a non-regular ``st_mode`` ('a special file' otherwise)."""
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
+
+
+_SPECIAL_FS = ("/dev", "/proc", "/sys")
+
+
+def check_replaceable(dest: str | os.PathLike, arg: str = "path") -> Path:
+    """The path a rename may replace for ``dest``: ``dest`` itself when absent or a regular
+    file; for a symlink, its final target (the link is kept, the file it names is
+    replaced), judged the same way. A device node, FIFO, socket or folder, and anything in
+    /dev, /proc or /sys (``/dev/null``, ``/dev/stdout``), is a one-line ``UserError``:
+    a rename would put a regular file in place of the device or of the link."""
+    p = Path(dest)
+    hops = [Path(os.path.abspath(p))]
+    while os.path.islink(hops[-1]) and len(hops) < 40:  # every hop: /dev/stdout → /proc/...
+        hops.append(Path(os.path.abspath(hops[-1].parent / os.readlink(hops[-1]))))
+    for h in hops + [Path(os.path.realpath(hops[-1]))]:
+        top = "/" + h.parts[1] if len(h.parts) > 1 else "/"
+        if top in _SPECIAL_FS:
+            raise UserError(f"{p}: is in {top}, not a regular file; give a regular file name "
+                            f"(leave the option out to print instead)", arg=arg)
+    if len(hops) > 1:
+        p = Path(os.path.realpath(hops[-1]))
+    try:
+        st = os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):  # absent (a parent's problem is said later)
+        return p
+    except OSError as e:
+        raise UserError(f"{p}: cannot check it ({e.strerror or e}); choose another path",
+                        arg=arg) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{p}: is a folder; give a file name", arg=arg)
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{p}: is {file_kind(st.st_mode)}, not a regular file; give a regular "
+                        f"file name (leave the option out to print instead)", arg=arg)
+    return p
+
+
+def missing_folders(dest: str | os.PathLike) -> list[Path]:
+    """The parent folders of ``dest`` that do not exist yet, outermost first."""
+    out: list[Path] = []
+    for parent in Path(dest).parents:
+        if os.path.lexists(parent):
+            break
+        out.append(parent)
+    return out[::-1]
+
+
+def make_parents(dest: str | os.PathLike, arg: str = "path") -> None:
+    """Create the missing parent folders of ``dest``, never one directly in the file system
+    root (a typo such as ``/nonexistent/x.ckpt`` must not create ``/nonexistent``)."""
+    missing = missing_folders(dest)
+    if missing and missing[0].absolute().parent == Path(missing[0].absolute().anchor):
+        raise UserError(f"{dest}: folder {missing[0]} does not exist; create it first "
+                        f"(folders are never created in the file system root)", arg=arg)
+    Path(dest).parent.mkdir(parents=True, exist_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename,
-    on failure (exception, Ctrl-C, SIGTERM) it is removed. Missing folders are created; a
-    destination that is a folder or cannot be created is a one-line user error."""
-    dest = Path(path)
-    if dest.is_dir():
-        raise UserError(f"{dest}: is a folder; give a file name", arg="path")
+    on failure (exception, Ctrl-C, SIGTERM) it is removed. Missing folders are created (not
+    in the root); a destination that is not a regular file (folder, device, FIFO, socket) or
+    cannot be created is a one-line user error."""
+    dest = check_replaceable(path)  # a symlink's target: the link itself stays
     _install_handlers()
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        make_parents(dest)
         sweep_stale_temps(dest.parent, dest.name)
         tmp = _new_temp(dest, suffix or dest.suffix or ".tmp")
     except OSError as e:
@@ -154,6 +227,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, (0o777 if os.access(tmp, os.X_OK) else 0o666) & ~umask)
+        check_replaceable(dest)  # again: it may have become a FIFO or a link meanwhile
         os.replace(tmp, dest)
     finally:
         _live.discard(str(tmp))
@@ -172,3 +246,56 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1,
                       default: Callable[[Any], Any] | None = None) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically; return the path."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=default) + "\n")
+
+
+def open_regular(path: str | os.PathLike, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                 mode: int = 0o600, arg: str = "path") -> int:
+    """``os.open`` for a file opened in place (a log, a lock): a symlink in the last component
+    is not followed (O_NOFOLLOW), a FIFO is not waited on (O_NONBLOCK, cleared after), and
+    anything but a regular file is refused in one line. Returns the descriptor.
+
+    Truncation happens only after the checks, so refusing never empties anything."""
+    p = Path(path)
+    want_trunc = bool(flags & os.O_TRUNC)
+    try:
+        fd = os.open(p, (flags & ~os.O_TRUNC) | os.O_NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK) or os.path.islink(p):
+            raise UserError(f"{p}: is a symbolic link; refusing to write through it (remove "
+                            f"it)", arg=arg) from None
+        if e.errno == errno.ENXIO:  # a FIFO with no reader
+            raise UserError(f"{p}: is a FIFO, not a regular file; remove it", arg=arg) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{p}: is {file_kind(st.st_mode)}, not a regular file; remove it",
+                            arg=arg)
+        os.set_blocking(fd, True)
+        if want_trunc:
+            os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_dir(path: str | os.PathLike) -> Path:
+    """``path`` as a folder only this user can enter: created 0700 when missing; an existing
+    one must be a real folder (not a symlink) owned by us with no group/other access, else
+    a ``UserError`` (someone else prepared it: writing there would let them redirect us)."""
+    p = Path(path)
+    try:
+        os.mkdir(p, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(p)
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else file_kind(st.st_mode)
+        raise UserError(f"{p}: is {kind}, not a private folder; remove it")
+    if st.st_uid != os.getuid():
+        raise UserError(f"{p}: owned by uid {st.st_uid}, not by you ({os.getuid()}); remove it")
+    if st.st_mode & 0o077:
+        raise UserError(f"{p}: mode {stat.S_IMODE(st.st_mode):o} lets others in; "
+                        f"`chmod 700 {p}` or remove it")
+    return p

@@ -30,7 +30,7 @@ from ..backends.torch.init_weights import randomize_weights
 from ..backends.torch.lower import lower
 from ..errors import UserError
 from ..ir.graph import Graph
-from .args import check_img, check_nc, check_stride
+from .args import check_img, check_memory, check_nc, check_stride
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -56,6 +56,7 @@ def resolve(source: Any, *, nc: int | None = None, seed: int = 0,
         graph = graph_of(source, nc=nc)
         if img is not None:  # before the weights are made: a bad size fails fast
             check_stride(img, graph.max_stride)
+            check_memory(graph, img)
         model = random_model(graph, seed)
     if img is not None:
         check_img(model, img)
@@ -112,7 +113,9 @@ def with_nc(graph: Graph, nc: int | None) -> Graph:
 def random_model(graph: Graph, seed: int = 0) -> nn.Module:
     """The weightless rule: ``graph`` lowered with seeded conv weights, then BN statistics,
     γ, β and implicit vectors from ``randomize_weights`` on a fixed seeded batch (2 images
-    of 4 × the largest stride), so the weights depend on the graph and the seed only."""
+    of 4 × the largest stride), so the weights depend on the graph and the seed only.
+    A graph too large for the memory cap is refused before anything is allocated."""
+    check_memory(graph)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = lower(graph)
@@ -248,6 +251,7 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     the training state in ``extra`` is the trainer's business)."""
     from ..backends.torch.checkpoint import apply_weights
     ck = ckpt_io.read(path)
+    check_memory(ck["graph"])
     model: nn.Module = lower(ck["graph"])
     if ck["pipeline"]:
         from ..passes import run_passes

@@ -40,7 +40,7 @@ def passes(source: Any, pipeline: str | list[str] = "deploy", *, img: int | None
     from ..passes import DEFAULT_RTOL, resolve as resolve_pipeline, run_passes
     rtol = DEFAULT_RTOL if rtol is None else positive_float(rtol, "rtol")
     resolve_pipeline(pipeline)  # an unknown pass fails before the model is built
-    dest = output_path(out) if out is not None else None
+    dest = output_path(out, inputs=(source,)) if out is not None else None
     model = resolve(source, nc=nc, seed=seed, img=img)
     _check_finite(model, model_name(source))
     result = run_passes(model, pipeline, verify=verify, img=img, seed=seed, rtol=rtol,
@@ -56,7 +56,7 @@ def import_official(path: str | os.PathLike, out: str | os.PathLike | None = Non
     """Import an official YOLOv7 ``.pt`` (nothing from it executed); with ``out``, write our
     checkpoint. Returns the model and a summary."""
     from ..backends.torch.official import import_official as _import
-    dest = output_path(out) if out is not None else None
+    dest = output_path(out, inputs=(path,)) if out is not None else None
     model = _import(path)
     g = model.graph
     info = {"source": str(path), "model": g.name, "nc": g.nc, "anchors": len(g.anchors[0]) // 2,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import io
 import json
@@ -21,7 +22,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from ..errors import UserError
 
@@ -48,9 +49,46 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors in flag syntax (``--img 100000: expected an integer in
+    1..8192``), no abbreviated flags (``--im`` is not ``--img``) and a suggestion for a
+    mistyped flag (``--imgg`` → ``--img``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        m = re.match(r"argument ([^:]+): (.*)", message, re.S)
+        if m:
+            flag = m.group(1).split("/")[-1]
+            v = re.match(r"(\S+): (expected .*)", m.group(2), re.S)
+            message = f"{flag} {v.group(1)}: {v.group(2)}" if v else f"{flag}: {m.group(2)}"
+        u = re.match(r"unrecognized arguments: (.*)", message)
+        if u:
+            message += self._suggest(u.group(1).split())
+        self.exit(2, f"{self.prog}: error: {_ESCAPES.sub('', ' '.join(message.split()))[:500]}\n")
+
+    def _suggest(self, unknown: list[str]) -> str:
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        hints = [c[0] for u in unknown if u.startswith("-")
+                 for c in [difflib.get_close_matches(u.split("=")[0], known, 1, 0.6)] if c]
+        return f"; did you mean {' / '.join(hints)}?" if hints else f"; see {self.prog} --help"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return f"yolov7c {version('yolov7c')}"
+    except PackageNotFoundError:
+        return "yolov7c (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolov7c", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .bounds import apply_bounds
+    parser = Parser(prog="yolov7c", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:
         try:
             mod = importlib.import_module(f"{__name__}.{name}")
@@ -59,10 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
-    for p in sub.choices.values():
+    for verb, p in sub.choices.items():
         if "--verbose" not in p._option_string_actions:
             p.add_argument("--verbose", action="store_true",
                            help="show third-party logs (TVM, torch) on stderr")
+        if "--max-memory" not in p._option_string_actions:
+            p.add_argument("--max-memory", type=float, metavar="GiB",
+                           help="refuse models whose one-image activations exceed this (their "
+                                "weights: a quarter of it) before building them (default 4)")
+        apply_bounds(verb, p)
     return parser
 
 
@@ -79,6 +122,7 @@ def flag_map(parser: argparse.ArgumentParser) -> dict[str, str]:
 def user_message(e: BaseException, flags: dict[str, str]) -> str:
     """One printable line; a leading library argument name becomes its flag."""
     msg = _ESCAPES.sub("", " ".join(str(e).split()))[:500]
+    msg = _flag_syntax(msg, flags)
     if msg.startswith("--"):  # already speaks in flags
         return msg
     arg = getattr(e, "arg", None)
@@ -96,12 +140,52 @@ def user_message(e: BaseException, flags: dict[str, str]) -> str:
     return msg
 
 
+def _flag_syntax(msg: str, flags: dict[str, str]) -> str:
+    """Python keyword syntax for the verb's own options in a library message becomes flag
+    syntax: ``device='cpu'`` → ``--device cpu``, ``max_memory=<GiB>`` → ``--max-memory <GiB>``."""
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        dest = name if name in flags else ARG_ALIASES.get(name, name)
+        if dest not in flags:
+            return m.group(0)
+        return f"{flags[dest]} {m.group(3)}"
+    return re.sub(r"(?<![\w-])([a-z][a-z_]*)=(['\"]?)([^\s'\",;)]*)\2", sub, msg)
+
+
 def log_path(command: str) -> Path:
     """Where third-party output of a run goes (``$YOLOV7C_LOG`` overrides)."""
     env = os.environ.get("YOLOV7C_LOG")
     if env:
         return Path(env)
     return Path(tempfile.gettempdir()) / f"yolov7c-{os.getuid()}" / f"{command}.log"
+
+
+def _cache_log_path(command: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "yolov7c" / f"{command}.log"
+
+
+def open_log(command: str) -> Any:
+    """The run's log file, opened safely: its folder private to this user (0700, ours, no
+    symlink), the file itself not a symlink, FIFO or device (``io_util.open_regular``). A
+    temp folder someone else prepared is passed over for the user's cache folder; when no
+    place is safe, one note on stderr and the logs are discarded. ``$YOLOV7C_LOG`` names the
+    file directly (same file checks)."""
+    from ..io_util import open_regular, private_dir
+    env = bool(os.environ.get("YOLOV7C_LOG"))
+    reasons = []
+    for path in [log_path(command)] + ([] if env else [_cache_log_path(command)]):
+        try:
+            if not env:
+                if path.parent.name == "yolov7c":
+                    path.parent.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)
+            return os.fdopen(open_regular(path), "w", buffering=1)
+        except (UserError, OSError) as e:
+            reasons.append(str(e))
+    print(f"yolov7c: no safe log file ({'; '.join(reasons)}); third-party logs discarded",
+          file=sys.stderr)
+    return open(os.devnull, "w")
 
 
 class _Plain(logging.Formatter):
@@ -133,12 +217,7 @@ def routed_output(command: str, as_json: bool, verbose: bool) -> Iterator[None]:
                 if as_json:
                     os.dup2(saved[1], 1)  # C-level stdout writes must not reach the JSON
             else:
-                path = log_path(command)
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    log_file = open(path, "w", buffering=1)
-                except OSError:
-                    log_file = open(os.devnull, "w")
+                log_file = open_log(command)
                 os.dup2(log_file.fileno(), 1)
                 os.dup2(log_file.fileno(), 2)
             sys.stdout = term_err if as_json else term_out
@@ -205,17 +284,25 @@ def _unconfigure_logging() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..limits import memory_limit
     parser = build_parser()
-    args = parser.parse_args(argv)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    try:  # a parse error (one line) or --help/--version: their exit code, returned
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the verb's parser, its flags suggested
+            (sub.choices[args.command] if getattr(args, "command", None) else parser).error(
+                f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     flags = flag_map(sub.choices[args.command])
     with routed_output(args.command, bool(getattr(args, "json", False)),
                        bool(getattr(args, "verbose", False))):
         try:
-            return int(args.func(args) or 0)
+            with memory_limit(getattr(args, "max_memory", None)):
+                return int(args.func(args) or 0)
         except UserError as e:
             print(f"yolov7c {args.command}: error: {user_message(e, flags)}", file=sys.stderr)
             return 2

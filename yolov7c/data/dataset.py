@@ -8,8 +8,8 @@ file never stops a long run. COCO category ids map to contiguous classes ``0..nc
 """
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,9 @@ import yaml
 from PIL import Image
 
 from ..boxes import xywhn2xyxy, xyxy2xywhn
-from ..errors import UserError
+from ..errors import UserError, one_line, show
+from ..limits import MAX_DATA_FILE_BYTES, MAX_IMAGES, MAX_LABEL_BYTES, MAX_LABEL_LINES
+from .checks import check_coco, is_number, load_json, names_of, read_text
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +90,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def _image_size(path: str) -> tuple[int, int] | None:
-    """(H, W) from the header and a full decode check, or None (warned) when it fails."""
+    """(H, W) from the header and a full decode check, or None (warned) when it fails or
+    the path is not a regular file (a FIFO would block the run forever)."""
+    if not os.path.isfile(path):
+        log.warning("%s: not a regular file; skipped", path)
+        return None
     try:
         with Image.open(path) as im:
             im.load()
@@ -103,13 +109,17 @@ def _image_size(path: str) -> tuple[int, int] | None:
 
 def parse_label_file(path: Path, nc: int) -> np.ndarray:
     """``class cx cy w h`` per line, normalized; polygons (``class x1 y1 x2 y2 ...``) become
-    their bounding box. Errors name the file and line."""
+    their bounding box. Errors name the file and line. At most ``MAX_LABEL_LINES`` boxes
+    and ``MAX_LABEL_BYTES`` bytes per file (UTF-8)."""
     rows = []
-    for ln, line in enumerate(path.read_text().splitlines(), 1):
+    for ln, line in enumerate(read_text(path, MAX_LABEL_BYTES, "label").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         where = f"{path}:{ln}"
+        if len(rows) >= MAX_LABEL_LINES:
+            raise UserError(f"{where}: more than {MAX_LABEL_LINES:,} boxes in one label file; "
+                            "check that it is a label file")
         try:
             vals = [float(v) for v in parts]
         except ValueError:
@@ -119,7 +129,7 @@ def parse_label_file(path: Path, nc: int) -> np.ndarray:
             raise UserError(f"{where}: {len(vals)} columns; each line is 'class cx cy w h' "
                             "(5 columns) or a polygon 'class x1 y1 x2 y2 ...'")
         c = vals[0]
-        if c != int(c) or not 0 <= c < nc:
+        if not math.isfinite(c) or c != int(c) or not 0 <= c < nc:
             raise UserError(f"{where}: class {parts[0]} out of range; the data YAML has nc={nc} "
                             f"(classes 0..{nc - 1})")
         xy = np.asarray(vals[1:], dtype=np.float64)
@@ -149,56 +159,57 @@ def _list_images(entry: str | list, root: Path, yaml_path: Path, key: str) -> li
     entries = entry if isinstance(entry, list) else [entry]
     out: list[Path] = []
     for e in entries:
+        if not isinstance(e, (str, int, float)) or isinstance(e, bool) or not str(e).strip():
+            raise UserError(f"{yaml_path}: {key}: {show(e, 60)} is not a path; give a folder, "
+                            "an image list .txt or a list of them")
         p = Path(str(e))
         p = p if p.is_absolute() else root / p
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.suffix.lower() in IMG_EXTS)
         elif p.is_file() and p.suffix == ".txt":
-            for line in p.read_text().splitlines():
+            for line in read_text(p, MAX_DATA_FILE_BYTES, "image list").splitlines():
                 if line.strip():
                     q = Path(line.strip())
                     out.append(q if q.is_absolute() else p.parent / q)
         elif p.is_file() and p.suffix.lower() in IMG_EXTS:
             out.append(p)
         else:
-            raise UserError(f"{yaml_path}: {key}: {e} does not exist (resolved to {p}); "
-                            "paths are relative to the YAML's folder or its 'path' key")
+            raise UserError(f"{yaml_path}: {key}: {one_line(e, 80)} does not exist (resolved to "
+                            f"{p}); paths are relative to the YAML's folder or its 'path' key")
+        if len(out) > MAX_IMAGES:
+            raise UserError(f"{yaml_path}: {key}: more than {MAX_IMAGES:,} images; split the set")
     return out
 
 
 def _names(cfg: dict, yaml_path: Path) -> list[str]:
-    names = cfg.get("names")
-    nc = cfg.get("nc")
-    if isinstance(names, dict):
-        names = [str(names[k]) for k in sorted(names)]
-    if names is None and isinstance(nc, int):
-        names = [f"class{i}" for i in range(nc)]
-    if not isinstance(names, list) or not names:
-        raise UserError(f"{yaml_path}: needs 'names' (a list of class names) or 'nc'")
-    if nc is not None and nc != len(names):
-        raise UserError(f"{yaml_path}: nc={nc} but {len(names)} names; make them agree")
-    return [str(n) for n in names]
+    return names_of(cfg, yaml_path)
 
 
 def load_yolo(yaml_path: Path, split: str) -> DetectionDataset:
     """A dataset in the official layout from its data YAML."""
     try:
-        cfg = yaml.safe_load(yaml_path.read_text())
+        cfg = yaml.safe_load(read_text(yaml_path, MAX_DATA_FILE_BYTES, "data YAML"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{yaml_path}:{mark.line + 1}" if mark else str(yaml_path)
-        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', e)}); fix the "
-                        "syntax") from None
+        raise UserError(f"{where}: not valid YAML ({show(getattr(e, 'problem', e), 80)}); "
+                        "fix the syntax") from None
+    except RecursionError:
+        raise UserError(f"{yaml_path}: YAML nested too deeply; a data YAML is a flat "
+                        "mapping") from None
     if not isinstance(cfg, dict):
         raise UserError(f"{yaml_path}: a data YAML is a mapping with train, val, nc and names")
-    if split not in cfg or cfg[split] in (None, ""):
+    if split not in cfg or cfg[split] is None or cfg[split] == "":
         raise UserError(f"{yaml_path}: no '{split}' entry; add '{split}: images/{split}'")
     names = _names(cfg, yaml_path)
+    if not isinstance(cfg.get("path") or ".", str):
+        raise UserError(f"{yaml_path}: path is {show(cfg['path'], 40)}; give the dataset "
+                        "folder as a string")
     root = Path(str(cfg.get("path") or "."))
     root = root if root.is_absolute() else yaml_path.parent / root
     imgs = _list_images(cfg[split], root, yaml_path, split)
     if not imgs:
-        raise UserError(f"{yaml_path}: {split}: no images found under {cfg[split]}")
+        raise UserError(f"{yaml_path}: {split}: no images found under {show(cfg[split], 80)}")
     paths, labels, shapes, skipped = [], [], [], []
     for p in imgs:
         lp = _label_path(p)
@@ -219,26 +230,17 @@ def load_yolo(yaml_path: Path, split: str) -> DetectionDataset:
 
 def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDataset:
     """A COCO ``instances_*.json`` plus its image folder (default: beside the JSON)."""
-    try:
-        gt = json.loads(json_path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{json_path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(gt, dict) or not {"images", "annotations", "categories"} <= gt.keys():
-        raise UserError(f"{json_path}: a COCO instances file needs 'images', 'annotations' "
-                        "and 'categories'")
+    images_, anns, cats = check_coco(load_json(json_path), json_path)  # every field checked
     folder = Path(images) if images is not None else json_path.parent
     if not folder.is_dir():
         raise UserError(f"images {folder}: no such folder; give the COCO image folder")
+    gt = _clean_coco(images_, anns, cats)
     cats = sorted(gt["categories"], key=lambda c: c["id"])
     cat_ids = [int(c["id"]) for c in cats]
     cls_of = {cid: i for i, cid in enumerate(cat_ids)}
     by_img: dict[int, list] = {}
-    for k, a in enumerate(gt["annotations"]):
-        if a.get("category_id") not in cls_of:
-            raise UserError(f"{json_path}: annotations[{k}] (id {a.get('id')}) has category_id "
-                            f"{a.get('category_id')}, not in 'categories' "
-                            f"(ids {cat_ids[:8]}{'...' if len(cat_ids) > 8 else ''}); fix it")
-        if not a.get("iscrowd", 0):
+    for a in gt["annotations"]:
+        if not a["iscrowd"]:
             by_img.setdefault(a["image_id"], []).append(a)
     paths, labels, shapes, ids, skipped = [], [], [], [], []
     for im in gt["images"]:
@@ -266,6 +268,23 @@ def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDat
     names = [str(c.get("name", c["id"])) for c in cats]
     return DetectionDataset(paths, labels, names, ids, cat_ids, shapes, gt, str(json_path),
                             skipped)
+
+
+def _clean_coco(images: list[dict], anns: list[dict], cats: list[dict]) -> dict:
+    """The checked records with just the fields pycocotools reads, defaults filled in
+    (``area`` from the box, ``iscrowd`` 0, unique annotation ids), so evaluation never
+    meets a missing key."""
+    out_anns = []
+    for k, a in enumerate(anns):
+        x, y, w, h = (float(v) for v in a["bbox"])
+        area = a.get("area")
+        out_anns.append({"id": k + 1, "image_id": a["image_id"],
+                         "category_id": a["category_id"], "bbox": [x, y, w, h],
+                         "area": float(area) if is_number(area) else w * h,
+                         "iscrowd": int(a.get("iscrowd", 0))})
+    out_images = [{"id": im["id"], "file_name": im["file_name"]} for im in images]
+    return {"images": out_images, "annotations": out_anns,
+            "categories": [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in cats]}
 
 
 def load_dataset(data: str | os.PathLike, split: str = "val",
