@@ -94,3 +94,9 @@ def test_bad_groups_are_one_line_errors_naming_the_argument():
         scale(zoo.get("yolov7-tiny"), groups=2)
     with pytest.raises(UserError, match=r"e_elan\.cv1.*groups g=7 must divide"):
         scale(_grouped(), depth=1.5, width=1.5, groups=7, round_to=None)
+
+
+def test_report_names_g_and_evaluates_at_the_base_g():
+    from yolov7c.report.closed_form import closed_form_text
+    text = closed_form_text(_grouped(), 64)
+    assert text.startswith("params(d, w, g) = ") and "params 26,244 (model 26,244)" in text

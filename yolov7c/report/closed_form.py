@@ -40,8 +40,9 @@ class ClosedForm:
                 "at_d1_w1": self.at_one, "model": self.model, "img": self.img}
 
     def text(self) -> str:
-        lines = [f"params(d, w) = {self.params}"]
-        lines += [f"GFLOPs_{c}(d, w, img) = {v}" for c, v in self.gflops.items()]
+        g = ", g" if scaling.G in getattr(self.params, "free_symbols", ()) else ""  # grouped
+        lines = [f"params(d, w{g}) = {self.params}"]
+        lines += [f"GFLOPs_{c}(d, w{g}, img) = {v}" for c, v in self.gflops.items()]
         lines.append(f"at d = w = 1, img = {self.img}: params {self.at_one['params']:,.0f} "
                      f"(model {self.model['params']:,.0f}), GFLOPs official "
                      f"{self.at_one['official']:.4f} (model {self.model['official']:.4f}); "
