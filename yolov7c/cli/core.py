@@ -15,7 +15,8 @@ from . import emit_json
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="the model zoo with parameters and GFLOPs")
-    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: {\"models\": [...]}")
     p.add_argument("--ablations", action="store_true",
                    help="list the paper's re-parameterization ablation models (Figs. 4, 6, 7)")
     p.set_defaults(func=cmd_list)
@@ -66,7 +67,9 @@ def zoo_rows(ablations: bool = False) -> list[dict]:
 def cmd_list(args: argparse.Namespace) -> int:
     rows = zoo_rows(args.ablations)
     if args.json:
-        emit_json([{k: r[k] for k in ("model", "params", "gflops", "img")} for r in rows])
+        emit_json({"models": [{k: r[k] for k in ("model", "params", "gflops", "img")}
+                              for r in rows],
+                   "gflops_convention": "official", "form": "training"})
         return 0
     print(f"{'model':<18} {'params':>13} {'GFLOPs':>9} {'img':>5}  description")
     for r in rows:
