@@ -27,7 +27,9 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 def test_list_json_matches_the_zoo() -> None:
     r = cli("list", "--json")
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    obj = json.loads(r.stdout)   # one object, as for every verb (issue 23)
+    rows = obj["models"]
+    assert obj["gflops_convention"] == "official"
     assert [row["model"] for row in rows] == yolov7c.zoo.list()
     v7 = next(row for row in rows if row["model"] == "yolov7")
     assert v7 == {"model": "yolov7", "params": 37_622_682, "gflops": 106.4722, "img": 640}
@@ -234,3 +236,117 @@ def test_verbose_shows_third_party_output_on_stderr_only(tmp_path: Path) -> None
     assert json.loads(r.stdout) == {"a": 1}
     assert "C-level stdout noise" in r.stderr and "tvm says hi" in r.stderr
     assert not (tmp_path / "x.log").exists()
+
+
+# ---------------------------------------------------------------- issue 23 §4 / issue 20 §5
+
+def _main(argv: list[str], capsys) -> tuple[int, str, str]:
+    from yolov7c.cli import main
+    rc = main(argv)
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _one_line_2(rc: int, err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], err
+
+
+def _png(path: Path) -> Path:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(path)
+    return path
+
+
+def test_detect_source_that_is_no_image_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _one_line_2(*_main(["detect", "yolov7-tiny", "--source", str(REPO / "README.md"),
+                        "--img", "64"], capsys)[::2], "--source", "not an image")
+    (tmp_path / "fake.png").write_text("not a png")
+    rc, _, err = _main(["detect", "yolov7-tiny", "--source", "fake.png", "--img", "64"], capsys)
+    assert rc == 2 and "none of its 1 images could be read" in err.splitlines()[-1]
+    assert not list((tmp_path / "runs" / "detect").iterdir())   # no empty run folder left
+
+
+def test_image_as_model_and_folder_as_data_say_what_to_do(tmp_path: Path, monkeypatch,
+                                                           capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    png = _png(tmp_path / "cat.png")
+    _one_line_2(*_main(["report", str(png)], capsys)[::2], "an image, not a model",
+                f"detect yolov7-tiny --source {png}")
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "data.yaml").write_text("val: .\nnames: [a]\n")
+    _one_line_2(*_main(["val", "yolov7-tiny", "--data", "ds"], capsys)[::2],
+                "--data ds: is a folder; give its data YAML, e.g. ds/data.yaml")
+
+
+def test_flags_not_abbreviated_and_python_syntax_becomes_flags(capsys) -> None:
+    from yolov7c.cli import build_parser, flag_map, user_message
+    from yolov7c.errors import UserError
+    _one_line_2(*_main(["report", "yolov7", "--im", "640"], capsys)[::2],
+                "unrecognized arguments: --im 640; did you mean --img?")
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    flags = {**flag_map(sub.choices["bench"]), "device": "--device"}
+    assert user_message(UserError("use device='cpu' or raise max_memory=<GiB>; a=b"), flags) \
+        == "use --device cpu or raise --max-memory <GiB>; a=b"
+
+
+def test_version(capsys) -> None:
+    rc, out, _ = _main(["--version"], capsys)
+    assert rc == 0 and re.fullmatch(r"yolov7c \S+\n", out)
+
+
+def test_passes_verifies_by_default(capsys) -> None:
+    rc, out, _ = _main(["passes", "yolov7-tiny", "--json"], capsys)
+    assert rc == 0 and all(p["max_rel_err"] is not None for p in json.loads(out)["passes"])
+    rc, out, _ = _main(["passes", "yolov7-tiny", "--no-verify", "--json"], capsys)
+    assert rc == 0 and all(p["max_rel_err"] is None for p in json.loads(out)["passes"])
+
+
+def test_scale_symbolic_states_the_deepened_form(capsys) -> None:
+    rc, out, _ = _main(["scale", "yolov7", "--symbolic"], capsys)
+    assert rc == 0 and "47,073,178 params, the model itself 37,622,682" in out
+    rc, out, _ = _main(["scale", "yolov7", "--symbolic", "--json"], capsys)
+    assert "depth-scalable form" in json.loads(out)["caveat"]
+
+
+def test_package_namespace_is_clean_and_signed() -> None:
+    import inspect
+    names = dir(yolov7c)
+    assert len(names) == len(set(names)) and not {"sys", "Any", "importlib"} & set(names)
+    assert {"train", "resolve", "val", "report"} <= set(names)
+    assert "epochs" in inspect.signature(yolov7c.train).parameters
+    assert "fmt" in inspect.signature(yolov7c.report).parameters
+
+
+def test_zoo_name_wins_over_a_file_of_that_name(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yolov7-tiny").write_text("not a model")
+    rc, out, err = _main(["report", "yolov7-tiny", "--json"], capsys)
+    assert rc == 0 and json.loads(out)["params"] == 6_228_762
+    assert "write ./yolov7-tiny for the file" in err
+    _one_line_2(*_main(["report", "./yolov7-tiny"], capsys)[::2], "yolov7-tiny")
+
+
+def test_crafted_so_with_a_made_up_sidecar_is_one_line(tmp_path: Path, monkeypatch,
+                                                       capsys) -> None:
+    """A real shared library that is no TVM library (libz), with a sidecar claiming it is."""
+    pytest.importorskip("tvm")
+    import ctypes.util
+    name = ctypes.util.find_library("z")
+    lib = next((Path(d) / name for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+                                         "/usr/lib", "/lib") if name and (Path(d) / name).is_file()),
+               None)
+    if lib is None:
+        pytest.skip("no libz to stand in for a crafted library")
+    monkeypatch.chdir(tmp_path)
+    so = tmp_path / "x.so"
+    so.write_bytes(lib.read_bytes())
+    (tmp_path / "x.so.json").write_text(json.dumps({"input_shape": [1, 3, 64, 64],
+                                                    "target": "llvm"}))
+    _png(tmp_path / "a.png")
+    _one_line_2(*_main(["detect", str(so), "--source", "a.png"], capsys)[::2],
+                "not a library from `yolov7c compile`")

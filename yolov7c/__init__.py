@@ -17,6 +17,7 @@ Public API (names resolve on first use, so ``import yolov7c`` stays light):
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 import types
 from typing import Any, Sequence
@@ -70,9 +71,17 @@ class _Entry:
     def __getattr__(self, attr: str) -> Any:
         return getattr(importlib.import_module(self.__name__), attr)
 
+    def _function(self) -> Any:
+        return getattr(importlib.import_module(self._target[0]), self._target[1])
+
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
-        return getattr(importlib.import_module(self._target[0]), self._target[1]).__doc__
+        return self._function().__doc__
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """``inspect.signature(yolov7c.train)`` and ``help`` show the API function's."""
+        return inspect.signature(self._function())
 
     def __repr__(self) -> str:
         return f"<yolov7c API function {self._target[1]} / subpackage {self.__name__}>"
@@ -95,7 +104,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    """The public names once each (not the helpers this module imports for itself)."""
+    return sorted(set(__all__))
 
 
 def graph(name: str, nc: int = 80, anchors: Sequence[Sequence[float]] | None = None) -> Graph:

@@ -34,7 +34,7 @@ def test_registered_apart_from_the_zoo() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main(["list", "--ablations", "--json"]) == 0
-    assert [r["model"] for r in json.loads(out.getvalue())] == NAMES
+    assert [r["model"] for r in json.loads(out.getvalue())["models"]] == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)

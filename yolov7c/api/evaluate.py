@@ -23,7 +23,7 @@ from torch import nn
 from ..data.batching import to_tensor
 from ..data.dataset import IMG_EXTS, load_dataset, read_image
 from ..data.letterbox import letterbox
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..eval.draw import draw_boxes, yolo_lines
 from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
 from ..eval.predict import Stopwatch, predict
@@ -152,6 +152,9 @@ def list_images(source: str | os.PathLike | Sequence[str]) -> list[Path]:
         out = sorted(Path(q) for q in glob.glob(text, recursive=True)
                      if Path(q).suffix.lower() in IMG_EXTS)
     elif p.is_file():
+        if p.suffix.lower() not in IMG_EXTS:
+            raise UserError(f"source {text}: not an image ({', '.join(IMG_EXTS)}); give an "
+                            "image, a folder or a glob", arg="source")
         out = [p]
     else:
         raise UserError(f"source {text}: no such file or folder; give an image, a folder or "
@@ -226,6 +229,12 @@ def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int | 
                 records += to_records(d, int(stem) if stem.isdigit() else stem,
                                       list(range(len(label_names))))
             bar.update()
+    if files and not results:  # every image unreadable: an error, and no empty run folder
+        if run is not None and not any(run.iterdir()):
+            run.rmdir()
+        shown = " ".join(map(str, source)) if isinstance(source, (list, tuple)) else source
+        raise UserError(f"source {one_line(shown, 80)}: none of its {len(files)} images could "
+                        "be read (see the warnings); give readable images", arg="source")
     n = max(len(results), 1)
     res: dict[str, Any] = {"backend": pred.name, "img": img, "conf": conf, "iou": iou,
                            "images": len(results), "skipped": len(files) - len(results),

@@ -13,6 +13,7 @@ weights.
 """
 from __future__ import annotations
 
+import logging
 import os
 import runpy
 import traceback
@@ -31,6 +32,8 @@ from ..backends.torch.lower import lower
 from ..errors import UserError
 from ..ir.graph import Graph
 from .args import check_img, check_memory, check_nc, check_stride
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -67,8 +70,28 @@ def _is_weights_file(source: Any) -> bool:
     """A file that holds weights (ours or official), as opposed to a cfg or DSL file."""
     if not isinstance(source, (str, os.PathLike)):
         return False
+    if is_zoo_name(source):
+        return False
     p = Path(os.fspath(source))
+    _refuse_image(p)
     return p.suffix.lower() not in (*YAML_SUFFIXES, ".py", ".onnx") and p.is_file()
+
+
+IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".gif")
+
+
+def _refuse_image(p: Path) -> None:
+    """An image given where a model belongs: say how to run a model on it."""
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        raise UserError(f"{p}: an image, not a model; to find objects in it give a model and "
+                        f"the image as the source: yolov7c detect yolov7-tiny --source {p}")
+
+
+def is_zoo_name(source: Any) -> bool:
+    """``source`` is a zoo name as typed (a ``str``, no folder): the zoo model wins over a
+    file of that name in the current folder, which ``./name`` still reaches."""
+    return isinstance(source, str) and (source in zoo.names()
+                                        or source in zoo.ablation_names())
 
 
 def deploy(source: Any, *, nc: int | None = None, seed: int = 0, img: int | None = None,
@@ -185,6 +208,7 @@ def graph_of(source: Any, *, nc: int | None = None) -> Graph:
     text = os.fspath(source)
     p = Path(text)
     suffix = p.suffix.lower()
+    _refuse_image(p)
     if suffix == ".onnx":
         raise UserError(f"{p}: an ONNX file holds no architecture we can rebuild; compile takes "
                         f"it, other verbs need the model (zoo name, cfg, DSL file, checkpoint)")
@@ -193,6 +217,11 @@ def graph_of(source: Any, *, nc: int | None = None) -> Graph:
         return with_nc(from_yaml(p), nc)
     if suffix == ".py":
         return with_nc(graph_from_dsl(p), nc)
+    if is_zoo_name(source):
+        if os.path.lexists(p):
+            log.warning("%s: the zoo model, not the file of that name here (write ./%s for "
+                        "the file)", text, text)
+        return zoo.get(text, nc=80 if nc is None else nc)
     if p.is_file():
         if is_our_checkpoint(p) or not zipfile.is_zipfile(p):
             ck = ckpt_io.read(p)
@@ -275,6 +304,6 @@ def model_name(source: Any) -> str:
     return g.name if isinstance(g, Graph) else type(source).__name__
 
 
-__all__ = ["deploy", "graph_from_dsl", "graph_of", "is_deployed", "is_our_checkpoint",
+__all__ = ["deploy", "graph_from_dsl", "graph_of", "is_deployed", "is_our_checkpoint", "is_zoo_name",
            "load_checkpoint",
            "load_any_checkpoint", "model_name", "random_model", "resolve", "save", "with_nc"]

@@ -19,7 +19,9 @@ def register(sub: Any) -> None:
                         "(prune-aux,fold-implicit,fuse-repconv,fold-bn,dce)")
     p.add_argument("--img", type=int, default=None, help="verification image side (default "
                    "4 × the model's largest stride)")
-    p.add_argument("--verify", action="store_true", help="compare outputs after every pass")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare outputs with the input model's after every pass (default; "
+                        "--no-verify skips it, and the error columns show '-')")
     p.add_argument("--rtol", type=float, default=None, help="relative error bound (1e-4)")
     p.add_argument("--print-after", action="store_true", help="print the module after each pass")
     p.add_argument("--out", help="write the resulting module as a checkpoint")
@@ -94,7 +96,9 @@ def _report(obj: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(obj)
         return
-    print(f"{obj['model']}: pipeline {','.join(obj['pipeline'])} (verify img {obj['img']})")
+    verified = any(r["max_rel_err"] is not None for r in obj["passes"])
+    print(f"{obj['model']}: pipeline {','.join(obj['pipeline'])} "
+          + (f"(verified at img {obj['img']})" if verified else "(not verified: --no-verify)"))
     print(f"{'pass':<14} {'modified':<9} {'params before':>14} {'params after':>14} "
           f"{'max abs err':>12} {'max rel err':>12}")
     for r in obj["passes"]:

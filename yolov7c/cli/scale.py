@@ -108,12 +108,15 @@ def _symbolic(args: argparse.Namespace, kw: dict[str, Any]) -> int:
     from ..api.transforms import scale_symbolic
     res = scale_symbolic(args.model, img=args.img, rule=args.rule, **kw)
     items = list(res["exprs"].items())
+    caveat = _symbolic_caveat(args.model, res["exprs"]["params"])
     if args.json:
         out: dict[str, Any] = {"model": res["model"], "rule": args.rule,
                                "img": args.img if args.img else "img"}
         out.update({k: str(sympy.factor(v)) for k, v in items})
         if args.latex:
             out["latex"] = {k: sympy.latex(sympy.factor(v)) for k, v in items}
+        if caveat:
+            out["caveat"] = caveat
         emit_json(out)
         return 0
     print(f"{res['model']}, rule {args.rule}: closed forms for unrounded widths; d is the "
@@ -123,4 +126,22 @@ def _symbolic(args: argparse.Namespace, kw: dict[str, Any]) -> int:
         print(f"  {k}({args_}) = {sympy.factor(v)}")
         if args.latex:
             print(f"    LaTeX: {sympy.latex(sympy.factor(v))}")
+    if caveat:
+        print(f"  note: {caveat}")
     return 0
+
+
+def _symbolic_caveat(model: str, params: Any) -> str | None:
+    """The closed form describes the deepened structure (every ELAN written as ``step ×
+    stages × d`` convs): at d = w = 1 it may differ from the model itself. Say by how much."""
+    from ..api.models import graph_of
+    at_one = params.subs({s: 1 for s in params.free_symbols if s.name in ("d", "w")})
+    if getattr(at_one, "free_symbols", None):
+        return None
+    base = int(analyze(graph_of(model), graph_of(model).max_stride).params)
+    if int(at_one) == base:
+        return None
+    return (f"at d = w = 1 the closed form gives {int(at_one):,} params, the model itself "
+            f"{base:,}: the formulas describe its depth-scalable form (ELANs as step × stages "
+            f"× d convs, the form depth scaling builds: d = 1.5 gives yolov7x exactly), not the "
+            f"d = 1 model")

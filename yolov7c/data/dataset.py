@@ -291,6 +291,11 @@ def load_dataset(data: str | os.PathLike, split: str = "val",
                  images: str | os.PathLike | None = None) -> DetectionDataset:
     """A data YAML (YOLO layout) or a COCO instances JSON (``images``: its image folder)."""
     p = Path(data)
+    if p.is_dir():
+        found = sorted(p.glob("*.yaml")) + sorted(p.glob("*.yml"))
+        hint = f"give its data YAML, e.g. {found[0]}" if found else \
+            "give the data YAML (or COCO instances JSON) inside it"
+        raise UserError(f"data {p}: is a folder; {hint}", arg="data")
     if not p.is_file():
         raise UserError(f"data {p}: no such file; give a data YAML or a COCO instances JSON",
                         arg="data")

@@ -105,7 +105,13 @@ class TvmPredictor:
     def __init__(self, path: str | os.PathLike) -> None:
         from ..backends import tvm as tvm_backend
         p = Path(path)
-        self.runner = tvm_backend.load(p)
+        try:
+            self.runner = tvm_backend.load(p)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a shared library that is no TVM library
+            raise UserError(f"model {p}: not a library from `yolov7c compile` ({type(e).__name__}: "
+                            f"{one_line(str(e), 120)}); recompile it", arg="model") from None
         shape = self.runner.input_shape
         if len(shape) != 4:
             raise UserError(f"model {p}: no input shape in {p}.json (the sidecar `yolov7c "
