@@ -103,3 +103,12 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_fused_graph_has_no_official_form() -> None:
     with pytest.raises(UserError, match="BN-folded conv has no official cfg form"):
         to_yaml(to_deploy(yolov7c.graph("yolov7-tiny")))
+
+
+def test_cfg_export_leaves_pyyaml_global_dumper_alone():
+    """Writing a cfg must not change how the rest of the process dumps lists."""
+    import yaml
+
+    from yolov7c.ir import yaml_io
+    assert yaml_io._FlowList not in yaml.SafeDumper.yaml_representers
+    assert "[1, 2]" in yaml.dump({"a": yaml_io._FlowList([1, 2])}, Dumper=yaml_io._CfgDumper)

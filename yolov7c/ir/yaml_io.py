@@ -432,7 +432,12 @@ class _FlowList(list):
     """A list yaml dumps inline: one cfg row per line, like the official files."""
 
 
-yaml.SafeDumper.add_representer(
+class _CfgDumper(yaml.SafeDumper):
+    """The safe dumper plus inline rows; a subclass, so PyYAML's global SafeDumper (used by
+    everyone else in the process) is left as it was."""
+
+
+_CfgDumper.add_representer(
     _FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
 
 
@@ -474,4 +479,4 @@ def to_yaml(graph: Graph) -> str:
     """Official-format cfg text for ``graph`` (importable by the official loader too)."""
     header = (f"# {graph.name}: {graph.form} form, written by yolov7c\n"
               f"# rows: [from, number, module, args]; layer index = row position\n")
-    return header + yaml.safe_dump(to_cfg(graph), sort_keys=False, width=120)
+    return header + yaml.dump(to_cfg(graph), Dumper=_CfgDumper, sort_keys=False, width=120)
