@@ -122,3 +122,116 @@ def test_readme_line_runs_as_written(workdir: Path, line: str) -> None:
         assert (workdir / redirect).stat().st_size > 0
     if "--json" in argv and "--out" not in argv:
         json.loads(out.getvalue())  # one JSON object on stdout
+
+
+# ---------------------------------------------------------------- docs/*.md (issue 23 §4)
+#
+# Every ``yolov7c ...`` line of a bash block in docs/*.md must at least parse with the CLI
+# as written (schematic parts normalised: ``[--flag X]`` → ``--flag X``, ``a|b`` → ``a``,
+# ``…`` → a name), so a renamed verb or flag fails here; and each is either run below, in
+# its doc's order in one scratch folder per doc (with the smaller values declared in
+# DOC_CHEAPER), or listed in DOC_SKIP with the reason.
+
+DOCS = sorted((REPO / "docs").glob("*.md"))
+
+DOC_SKIP = {
+    "yolov7c compile ": "TVM compile: minutes on 2 cores, or a cross toolchain / GPU target "
+                        "(covered by tests/backends/test_tvm_compile.py)",
+    "yolov7c tune ": "tuning: minutes to hours, or an RPC board",
+    "yolov7c bench ": "runs every backend, TVM included: minutes",
+    "yolov7c detect tiny_x86.so": "reads the library of the compile line",
+    "yolov7c detect tiny.onnx": "schematic sources (dir/, more/*.png)",
+    "yolov7c val tiny.onnx": "schematic data.yaml (tests/eval/test_backend_parity.py runs "
+                             "onnxruntime val)",
+    "yolov7c val tiny_x86.so": "reads the library of the compile line",
+    "yolov7c val yolov7-tiny.ckpt --data coco/": "needs the COCO download",
+    "yolov7c val yolov7-tiny.ckpt --data data.yaml": "schematic data.yaml (the line above runs "
+                                                     "val on the synthetic set)",
+    "yolov7c passes yolov7-e6e": "builds and traces yolov7-e6e: about a minute on 2 cores",
+    "yolov7c report --zoo --bench latency.json": "reads the result of a bench run",
+    "yolov7c report yolov7-e6e --format html": "the README's e6e line runs it",
+}
+DOC_CHEAPER = {
+    "yolov7c data synth": (("--train 400", "--train 8"), ("--val 100", "--val 4")),
+    "yolov7c export yolov7-tiny --format onnx --img 416": (("--img 416", "--img 128"),),
+    "yolov7c passes fig6-elan3-planned": (("--img 320", "--img 64"),),
+}
+
+
+def doc_lines() -> list[tuple[str, str]]:
+    """(doc name, line) for every ``yolov7c`` line in a bash block of docs/*.md."""
+    out = []
+    for doc in DOCS:
+        for block in re.findall(r"```(?:bash|sh|console)?\n(.*?)```", doc.read_text(), re.S):
+            out += [(doc.name, " ".join(ln.split())) for ln in block.splitlines()
+                    if ln.strip().startswith("yolov7c ")]   # aligned columns: one space
+    return out
+
+
+DOC_LINES = doc_lines()
+
+
+def normalised(line: str) -> list[str]:
+    """The argv of a doc line with its schematic notation made concrete."""
+    line = re.sub(r"\[(--[^\]]+)\]", r"\1", line).replace("…", "x")
+    argv = shlex.split(line, comments=True)
+    argv = [a.split("|")[0] if "|" in a and not a.startswith("'") else a for a in argv]
+    return argv[: argv.index(">")] if ">" in argv else argv
+
+
+@pytest.mark.parametrize("doc, line", DOC_LINES, ids=[f"{d}: {ln[:60]}" for d, ln in DOC_LINES])
+def test_doc_line_parses(doc: str, line: str) -> None:
+    from yolov7c.cli import build_parser
+    argv = normalised(line)
+    assert argv[0] == "yolov7c"
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        try:
+            build_parser().parse_args(argv[1:])
+        except SystemExit:
+            pytest.fail(f"{doc}: `{line}` does not parse: {err.getvalue().strip()}")
+
+
+def test_every_doc_line_is_classified() -> None:
+    stale = [p for p in [*DOC_SKIP, *DOC_CHEAPER] if not any(ln.startswith(p)
+                                                             for _, ln in DOC_LINES)]
+    assert not stale, f"DOC_SKIP / DOC_CHEAPER entries that match no docs line: {stale}"
+    assert len(DOC_LINES) >= 20
+
+
+@pytest.fixture(scope="module")
+def doc_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One scratch folder per doc (lines of a doc build on each other); a trained-weights
+    stand-in ``yolov7-tiny.ckpt`` (3 classes) for the eval doc."""
+    import yolov7c
+    out = {}
+    for doc in DOCS:
+        d = tmp_path_factory.mktemp(doc.stem)
+        if doc.stem == "eval":
+            yolov7c.save(yolov7c.resolve("yolov7-tiny", nc=3), d / "yolov7-tiny.ckpt")
+        out[doc.name] = d
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc, line", DOC_LINES, ids=[f"{d}: {ln[:60]}" for d, ln in DOC_LINES])
+def test_doc_line_runs(doc_dirs: dict[str, Path], doc: str, line: str) -> None:
+    why = next((w for p, w in DOC_SKIP.items() if line.startswith(p)), None)
+    if why:
+        pytest.skip(why)
+    for prefix, swaps in DOC_CHEAPER.items():
+        if line.startswith(prefix):
+            for old, new in swaps:
+                assert old in line, f"DOC_CHEAPER[{prefix!r}]: {old!r} is no longer in the line"
+                line = line.replace(old, new)
+    argv = normalised(line)
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(doc_dirs[doc])
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(argv[1:])
+    finally:
+        os.chdir(cwd)
+    assert rc == 0, f"{doc}: {line}\n{err.getvalue()[-2000:]}"
+    if "--json" in argv and "--out" not in argv:
+        json.loads(out.getvalue())
