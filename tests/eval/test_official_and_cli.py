@@ -64,7 +64,7 @@ def test_cli_synth_val_detect_json(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,pattern", [
     (["val", "yolov7-tiny", "--data", "/nonexistent/data.yaml"], "--data /nonexistent"),
-    (["val", "yolov7-tiny", "--data", "{ds}/data.yaml", "--conf", "2"], "--conf 2.0: a threshold"),
+    (["val", "yolov7-tiny", "--data", "{ds}/data.yaml", "--conf", "2"], "--conf 2: expected a number in 0..1"),
     (["detect", "yolov7-tiny", "--source", "/nonexistent/dir"], "/nonexistent/dir: no such"),
     (["data", "synth", "--out", "{ds}", "--val", "1"], "--out .*not empty"),
 ])
