@@ -224,3 +224,15 @@ def test_max_memory_raises_the_cap():
     with memory_limit(64):
         check_memory(g, 4096)
     check_memory(zoo.get("yolov7-e6e"), 1280)   # the largest zoo model at its size fits
+
+
+def test_the_library_refuses_the_same_values(tmp_path):
+    """The API (no parser in front of it) refuses the probe's values in one line too."""
+    import yolov7c
+    with pytest.raises(UserError, match="seed 99999999999999999999"):
+        yolov7c.resolve("yolov7-tiny", seed=99999999999999999999)
+    with pytest.raises(UserError, match="img 100000: .* activations"):
+        yolov7c.export("yolov7-tiny", tmp_path / "x.onnx", img=100000)
+    with pytest.raises(UserError, match="nc 1000000: more than 10,000 classes"):
+        yolov7c.resolve("yolov7-tiny", nc=1_000_000)
+    assert list(tmp_path.iterdir()) == []

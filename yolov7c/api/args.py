@@ -109,6 +109,13 @@ def check_memory(graph: Graph, img: int | None = None, arg: str = "img") -> None
                         f"max_memory=<GiB>", arg=arg)
 
 
+def check_seed(seed: Any, arg: str = "seed") -> int:
+    """A seed every generator we feed takes (numpy's and torch's): an integer in 0..2³²-1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UserError(f"{arg} {seed!r}: expected an integer in 0..{2**32 - 1}", arg=arg)
+    return seed
+
+
 def positive_int(value: Any, arg: str, minimum: int = 1) -> int:
     """An integer ≥ ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

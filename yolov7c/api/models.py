@@ -31,7 +31,7 @@ from ..backends.torch.init_weights import randomize_weights
 from ..backends.torch.lower import lower
 from ..errors import UserError
 from ..ir.graph import Graph
-from .args import check_img, check_memory, check_nc, check_stride
+from .args import check_img, check_memory, check_nc, check_seed, check_stride
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def resolve(source: Any, *, nc: int | None = None, seed: int = 0,
     stride here, before any heavy work; it never changes the weights."""
     if nc is not None:
         check_nc(nc)
+    check_seed(seed)
     if isinstance(source, nn.Module):
         model = source
     elif _is_weights_file(source):
