@@ -3,6 +3,8 @@ wall-clock budget; prints the mAP curve and writes JSON (not a CI test).
 
     python benchmarks/train_learns.py --minutes 20 --img 128 --epochs 40
     python benchmarks/train_learns.py --model ../shared/fixtures/yolov7-tiny-official.pt
+    python benchmarks/train_learns.py --step-cost --model yolov7-tiny --img 320   # one batch
+    python benchmarks/train_learns.py --step-cost --model yolov7-w6 --img 640 --hyp p6
 
 From scratch by default; ``--model`` a checkpoint fine-tunes it (new 3-class head).
 
@@ -51,10 +53,16 @@ def main() -> int:
                     "threads ran ~10× slower than one; the loader worker uses the other core)")
     ap.add_argument("--work", default="runs/bench/train_learns", help="data + run folder")
     ap.add_argument("--out", default="benchmarks/results/train_learns.json")
+    ap.add_argument("--step-cost", action="store_true", help="only time training batches "
+                    "(forward, loss, backward, step) of --model at --img and --batch, and "
+                    "project what --train images × --epochs cost")
+    ap.add_argument("--steps", type=int, default=2, help="batches timed by --step-cost (2)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
     torch.set_num_threads(a.threads)
+    if a.step_cost:
+        return step_cost(a)
     work = Path(a.work)
     data = work / f"synth{a.img}_{a.train}_{a.val}_{a.nc}"
     yaml_path = data / "data.yaml"
@@ -86,6 +94,43 @@ def main() -> int:
     verdict = "reached" if result["reached"] else "NOT reached"
     print(f"best mAP@0.5 {best50:.3f} (goal 0.5: {verdict}) in {wall / 60:.1f} min; "
           f"JSON: {a.out}")
+    return 0
+
+
+def step_cost(a: argparse.Namespace) -> int:
+    """Wall and CPU time of training batches (the first one, which also warms up, is timed
+    apart), with the projected cost of an epoch of ``--train`` images and of the run."""
+    from yolov7c.train.trainer import Trainer
+    work = Path(a.work) / f"step_{a.img}"
+    yaml_path = work / "data.yaml"
+    if not yaml_path.is_file():
+        make_synthetic(work, train=a.batch * a.steps, val=1, img=a.img, nc=a.nc, seed=0)
+    times: list[tuple[float, float]] = []
+    original_fb, original_step = Trainer.forward_backward, Trainer.step
+
+    def timed_fb(self, *args):
+        t, c = time.perf_counter(), time.process_time()
+        out = original_fb(self, *args)
+        original_step(self)
+        times.append((time.perf_counter() - t, time.process_time() - c))
+        return out
+
+    Trainer.forward_backward, Trainer.step = timed_fb, lambda self: None
+    try:
+        train(a.model, yaml_path, nc=a.nc, img=a.img, epochs=1, batch=a.batch, hyp=a.hyp,
+              workers=0, device=a.device, out=work / "runs", nominal_batch=a.batch,
+              min_warmup_iters=0)
+    finally:
+        Trainer.forward_backward, Trainer.step = original_fb, original_step
+    first, rest = times[0], times[1:] or times[:1]
+    wall = sum(t for t, _ in rest) / len(rest)
+    cpu = sum(c for _, c in rest) / len(rest)
+    epoch = wall * a.train / a.batch
+    print(f"{a.model} @ {a.img}, batch {a.batch}, {a.threads} thread(s), hyp {a.hyp}: first "
+          f"batch {first[0]:.1f} s (CPU {first[1]:.1f} s); then {wall:.1f} s a batch (CPU "
+          f"{cpu:.1f} s) = {a.batch / wall:.2f} img/s → an epoch of {a.train} images "
+          f"{epoch / 60:.1f} min, {a.epochs} epochs {epoch * a.epochs / 3600:.1f} h "
+          f"(training only, no validation)")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from yolov7c import e2e
@@ -47,3 +48,62 @@ def test_a_failed_check_names_its_stage(tmp_path: Path) -> None:
     assert not (tmp_path / "summary.json").exists()
     with pytest.raises(UserError, match="unknown model 'nope'"):
         e2e.run_e2e("nope", out_dir=tmp_path)
+
+
+def test_a_correct_box_overlaps_a_label_of_its_class() -> None:
+    labels = np.array([[0, 0.25, 0.25, 0.2, 0.2], [2, 0.7, 0.6, 0.3, 0.4]])  # 100 × 200 image
+    exact = [[40, 15, 60, 35, 0.9, 0], [110, 40, 170, 80, 0.8, 2]]  # x1 y1 x2 y2 conf cls
+    assert e2e.correct_per_image(exact, labels, (100, 200)) == 2
+    assert e2e.correct_per_image([[40, 15, 60, 35, 0.9, 1]], labels, (100, 200)) == 0  # class
+    assert e2e.correct_per_image([[60, 35, 80, 55, 0.9, 0]], labels, (100, 200)) == 0  # IoU 1/7
+    assert e2e.correct_per_image([], labels, (100, 200)) == 0
+    assert e2e.correct_per_image(exact, np.zeros((0, 5)), (100, 200)) == 0
+
+
+def test_shipped_checkpoint_is_small_safe_package_data_at_its_size() -> None:
+    import torch
+
+    from yolov7c.api.evaluate import default_eval_img
+    from yolov7c.api.models import resolve
+    from yolov7c.api.training import trained_img
+    from yolov7c.backends.torch.checkpoint import read
+    path = e2e.default_model()
+    assert path.is_file() and path.stat().st_size < 2.5e6
+    assert torch.load(path, weights_only=True)["format"] == "yolov7c.checkpoint/1"
+    ck = read(path)
+    assert ck["graph"].name == "yolov7-tiny-n" and ck["extra"] == {}
+    assert ck["meta"]["map50"] >= e2e.MIN_MAP50  # as trained (docs/training.md)
+    assert trained_img(path) == ck["meta"]["img"] == 128
+    assert default_eval_img(path, None) == 128 and default_eval_img(path, 96) == 96
+    assert default_eval_img("yolov7-tiny", None) == 640
+    assert resolve(path).nc == 3
+    toml = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"yolov7c.zoo" = ["weights/*.ckpt"]' in toml  # installed with the package
+
+
+@pytest.mark.slow
+def test_the_default_main_job_detects_on_every_backend(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """README's first command: the shipped checkpoint, fine-tuned briefly, reaches mAP@0.5 ≥
+    0.5 on its validation images with the same numbers on every backend, and draws at least
+    one correct box on every detect image; the output names the drawn images and gives one
+    line per backend."""
+    pytest.importorskip("onnxruntime")
+    from yolov7c.cli import main
+    assert main(["e2e", "--epochs", "1", "--train-images", "16", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    rows = summary["backends"]
+    built = {"torch", "deploy", "onnxruntime"} | (
+        {"tvm"} if "path" in summary["steps"]["tvm"] else set())
+    assert set(rows) == built and summary["img"] == 128
+    for name, row in rows.items():
+        assert row["map50"] >= e2e.MIN_MAP50, (name, row)
+        assert abs(row["map50"] - rows["torch"]["map50"]) <= e2e.MAP_TOL
+        assert abs(row["map"] - rows["torch"]["map"]) <= e2e.MAP_TOL
+        det = summary["steps"]["detect"]["backends"][name]
+        assert det["images_with_a_correct_box"] == det["images"] == e2e.DETECT_IMAGES
+        assert len(list(Path(row["out_dir"]).glob("*.png"))) == e2e.DETECT_IMAGES
+        line = next(x for x in out.splitlines() if x.strip().startswith(name + " "))
+        assert "mAP@.5" in line and "ms/img" in line
+    assert f"drawn images: {tmp_path / 'detect'}" in out

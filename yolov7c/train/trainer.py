@@ -223,7 +223,7 @@ class Trainer:
                      self.env.world, s.nominal_batch, s.img, self.device,
                      ", AMP" if self.amp else "", torch.get_num_threads())
             for warning in schedule_warnings(self.schedule, s, len(self.loader)):
-                log.warning("%s", warning)
+                log.warning("warning: %s", warning)
         t_start = time.perf_counter()
         t0 = t_start - self._time_before()  # time_s and the summary go on across resumes
         self._epoch_s: list[float] = []
