@@ -20,6 +20,59 @@ MAX_COCO_RECORDS = 5_000_000    # images + annotations of a COCO file (train2017
 MAX_IMAGES = 5_000_000          # images in one split
 DEFAULT_MAX_MEMORY_GB = 4.0     # a model's activations of one image; its weights get ¼ of it
 
+# The range of every numeric CLI flag, by the option's dest (cli/bounds.py applies them at
+# the parser; train/resume.py holds a resumed run's settings to the same ranges);
+# (verb, dest) overrides the shared entry for one verb.
+FLAG_RANGES: dict[str, tuple[int | float, int | float]] = {
+    # model and input
+    "img": (1, MAX_IMG),               # a multiple of the stride is checked by the API
+    "nc": (1, MAX_NC),
+    "seed": (0, 2**32 - 1),            # numpy's and torch's seeds alike
+    "max_memory": (0.01, 4096.0),      # GiB: the model memory cap (limits.memory_limit)
+    "classes": (0, MAX_NC - 1),
+    # thresholds
+    "conf": (0.0, 1.0),
+    "iou": (0.0, 1.0),
+    "score": (0.0, 1.0),
+    "rtol": (1e-12, 1.0),
+    "max_det": (1, 100_000),
+    # scaling
+    "depth": (0.05, 16.0),
+    "width": (0.05, 16.0),
+    "round_to": (1, 1024),
+    "target_gflops": (1e-6, 1e7),
+    "target_params": (1.0, 1e12),
+    # backends
+    "opset": (17, 30),
+    "threads": (1, 1024),
+    "repeat": (1, 100_000),
+    "warmup": (0, 10_000),
+    "trials": (0, 10_000_000),
+    "tune_trials": (0, 10_000_000),
+    "per_round": (1, 100_000),
+    "max_seconds": (1e-3, 1e7),
+    # data and training
+    "batch_size": (1, 4096),
+    "val_batch": (1, 4096),
+    "batch": (1, 4096),
+    "nominal_batch": (1, 65_536),
+    "epochs": (1, 100_000),
+    "workers": (0, 256),
+    "min_warmup_iters": (0, 10_000_000),
+    "clip": (1e-6, 1e6),
+    "time_limit": (1e-3, 1e8),
+    "train": (0, 1_000_000),
+    "val": (0, 1_000_000),
+    "train_images": (1, 1_000_000),
+    "val_images": (1, 1_000_000),
+}
+
+FLAG_RANGES_PER_VERB: dict[tuple[str, str], tuple[int | float, int | float]] = {
+    ("e2e", "epochs"): (0, 100_000),   # 0: no training step
+    ("data", "nc"): (1, 8),            # the synthetic generator draws 8 shapes
+    ("data", "img"): (32, 4096),
+}
+
 _max_memory: contextvars.ContextVar[float] = contextvars.ContextVar(
     "yolov7c_max_memory", default=DEFAULT_MAX_MEMORY_GB)
 

@@ -162,13 +162,15 @@ def test_flags_that_change_the_run_are_refused_on_resume(tmp_path, capsys, run):
     assert rc == 2 and len(err) == 1 and "model cannot change on resume" in err[0], err
 
 
-def test_ranges_are_the_cli_flags(tmp_path):
-    """The resume ranges are the flags' ranges (one table; this test keeps the copy equal)."""
-    bounds = pytest.importorskip("yolov7c.cli.bounds")
-    from yolov7c.train.resume import RANGES
-    for k, rng in RANGES.items():
-        if k in bounds.BOUNDS:
-            assert tuple(rng) == tuple(bounds.BOUNDS[k]), k
+def test_every_numeric_setting_has_a_flag_range():
+    """Each int/float field of Settings that a run restores is held to a stated range."""
+    import dataclasses
+
+    from yolov7c.limits import FLAG_RANGES
+    from yolov7c.train.trainer import Settings
+    numeric = [f.name for f in dataclasses.fields(Settings)
+               if any(t in str(f.type) for t in ("int", "float")) and f.name != "hyp"]
+    assert numeric and not [k for k in numeric if k not in FLAG_RANGES]
 
 
 def test_resume_from_another_folder_and_data_override(tmp_path, run, capsys, captured_logs):

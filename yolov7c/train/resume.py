@@ -5,7 +5,7 @@ tracebacks (settings as a string, epoch "abc", a short RNG state, an empty optim
 batch 0 ...) or allocations (img 100000: 112 GiB), and accepted batch 1e5 or time_limit -1
 silently. ``check_resume`` validates every part the trainer restores, with the rules a new
 run's arguments meet: the settings' types (``Settings``' own annotations) and the ranges of
-the CLI's flags (``RANGES``, which a test keeps equal to ``cli/bounds.py``), the counters and
+the CLI's flags (``limits.FLAG_RANGES``, the table ``cli/bounds.py`` applies), the counters and
 the history, the weights and gradients against the model, the optimizer state against the
 optimizer this model gets, and the RNG state's length. Dense tensors (no stride-0 view posing
 as a large one) are checked by ``checkpoint.read`` for the whole file. Each failure is one
@@ -25,18 +25,13 @@ import torch
 from torch import nn
 
 from ..errors import UserError, show
-from ..limits import MAX_IMG
+from ..limits import FLAG_RANGES
 from .hyp import load_hyp
 from .optim import build_optimizer
 from .trainer import Settings
 
-# The ranges of the flags that set these fields on a new run (cli/bounds.py: BOUNDS).
-RANGES: dict[str, tuple[float, float]] = {
-    "img": (1, MAX_IMG), "epochs": (1, 100_000), "batch": (1, 4096),
-    "nominal_batch": (1, 65_536), "workers": (0, 256), "min_warmup_iters": (0, 10_000_000),
-    "clip": (1e-6, 1e6), "time_limit": (1e-3, 1e8), "seed": (0, 2**32 - 1),
-    "val_batch": (1, 4096), "threads": (1, 1024),
-}
+# The ranges of the flags that set these fields on a new run: the CLI's own table.
+RANGES = FLAG_RANGES
 SCHEDULE_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
                  "warmup_bias_lr")
 SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval",
