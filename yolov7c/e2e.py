@@ -127,7 +127,8 @@ def stage_train(ctx: Context) -> dict[str, Any]:
                    warmup_bias_lr=hyp["lr0"] * FINETUNE_LR)
     res = train(ctx.source, ctx.data, img=ctx.img, epochs=ctx.epochs, batch=batch, hyp=hyp,
                 nc=SYNTH_NC, seed=ctx.seed, out=ctx.out / "train", workers=0,
-                nominal_batch=batch, min_warmup_iters=0)
+                nominal_batch=batch, min_warmup_iters=0, threads=1)  # batches of 8 at 128:
+    # per-operator overhead dominates, so one thread is as fast, and far faster when shared
     log.info("  loss %.4f → %.4f over %d epochs (%s); best %s", res["first_loss"],
              res["last_loss"], res["epochs"], "fine-tuned" if hyp else "from scratch",
              res["best"])
