@@ -2,15 +2,18 @@
 
 Both become one :class:`DetectionDataset`: images read lazily (PIL), labels parsed and checked
 up front so a bad label stops the run before any work with a message naming the file and line.
-Images whose header does not decode are reported (``logging.warning``) and skipped, so one bad
-file never stops a long run. COCO category ids map to contiguous classes ``0..nc-1`` and back
-(``cat_ids``), which is what a COCO results file needs.
+Images that are not whole (checked from their headers without decoding pixels, ``headers.py``)
+are reported (``logging.warning``) and skipped, so one bad file never stops a long run. COCO
+category ids map to contiguous classes ``0..nc-1`` and back (``cat_ids``), which is what a COCO
+results file needs. A load's findings are cached beside the labels (``labels/<split>.cache``,
+``instances_<split>.cache``; ``label_cache.py``) and reused while no file has changed.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from ..boxes import xywhn2xyxy, xyxy2xywhn
 from ..errors import UserError, one_line, show
 from ..limits import MAX_DATA_FILE_BYTES, MAX_IMAGES, MAX_LABEL_BYTES, MAX_LABEL_LINES
 from .checks import check_coco, is_number, load_json, names_of, read_text
+from .headers import image_size, map_ordered
+from .label_cache import Scan, file_key, read_cache, size_limit, stat_or_none, write_cache
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +92,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"{path}: not a readable image ({e.__class__.__name__}); "
                         "remove or replace it") from None
-
-
-def _image_size(path: str) -> tuple[int, int] | None:
-    """(H, W) from the header and a full decode check, or None (warned) when it fails or
-    the path is not a regular file (a FIFO would block the run forever)."""
-    if not os.path.isfile(path):
-        log.warning("%s: not a regular file; skipped", path)
-        return None
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.height, im.width
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        log.warning("%s: image does not decode (%s); skipped", path, e.__class__.__name__)
-        return None
 
 
 # --------------------------------------------------------------------------- YOLO layout
@@ -210,19 +200,57 @@ def load_yolo(yaml_path: Path, split: str) -> DetectionDataset:
     imgs = _list_images(cfg[split], root, yaml_path, split)
     if not imgs:
         raise UserError(f"{yaml_path}: {split}: no images found under {show(cfg[split], 80)}")
-    paths, labels, shapes, skipped = [], [], [], []
-    for p in imgs:
-        lp = _label_path(p)
-        lab = parse_label_file(lp, len(names)) if lp.is_file() else np.zeros((0, 5), np.float32)
-        hw = _image_size(str(p))
-        if hw is None:
-            skipped.append(str(p))
-            continue
-        paths.append(str(p))
-        labels.append(lab)
-        shapes.append(hw)
+    nc = len(names)
+    files = [(str(p), _label_path(p)) for p in imgs]
+    stats = [(stat_or_none(p), stat_or_none(lp)) for p, lp in files]
+    both = [f for (p, lp), (st, lst) in zip(files, stats) for f in ((p, st), (lp, lst))]
+    key = file_key(both, "yolo", nc, MAX_LABEL_LINES, MAX_LABEL_BYTES, Image.MAX_IMAGE_PIXELS)
+    cache = files[0][1].parent.with_suffix(".cache")       # labels/val/ → labels/val.cache
+    limit = size_limit(len(files), sum(ls.st_size for _, ls in stats if _regular(ls)))
+    scan = read_cache(cache, key, len(files), limit)
+    if scan is None:
+        scan = _scan_yolo(files, stats, nc)
+        write_cache(cache, key, scan)
+    paths, labels, shapes, skipped = _kept(scan, [p for p, _ in files])
     return DetectionDataset(paths, labels, names, list(range(len(paths))),
-                            list(range(len(names))), shapes, None, str(yaml_path), skipped)
+                            list(range(nc)), shapes, None, str(yaml_path), skipped)
+
+
+def _regular(st: os.stat_result | None) -> bool:
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def _scan_yolo(files: list[tuple[str, Path]], stats: list, nc: int) -> Scan:
+    """Every label parsed and checked (the first bad one, in image order, raises) and every
+    image's size read from its header, on a thread pool."""
+    def one(i: int) -> tuple[np.ndarray, tuple[int, int] | None, str | None]:
+        (p, lp), (st, lst) = files[i], stats[i]
+        lab = parse_label_file(lp, nc) if _regular(lst) else np.zeros((0, 5), np.float32)
+        return (lab, *image_size(p, st))
+    return _to_scan(map_ordered(one, range(len(files))))
+
+
+def _to_scan(rows: list[tuple[np.ndarray, tuple[int, int] | None, str | None]]) -> Scan:
+    shapes = np.array([hw or (-1, -1) for _, hw, _ in rows], np.int32).reshape(-1, 2)
+    return Scan(shapes, [lab if hw else np.zeros((0, 5), np.float32) for lab, hw, _ in rows],
+                {i: w for i, (_, _, w) in enumerate(rows) if w})
+
+
+def _kept(scan: Scan, paths: list[str]) -> tuple[list[str], list[np.ndarray],
+                                                 list[tuple[int, int]], list[str]]:
+    """The images that decode with their labels and sizes, and the skipped ones (whose
+    warnings are logged again on every load, cached or not)."""
+    kept, labels, shapes, skipped = [], [], [], []
+    for i, (p, (h, w), lab) in enumerate(zip(paths, scan.shapes.tolist(), scan.labels)):
+        if i in scan.warnings:
+            log.warning("%s", scan.warnings[i])
+        if h < 0:
+            skipped.append(p)
+            continue
+        kept.append(p)
+        labels.append(lab)
+        shapes.append((h, w))
+    return kept, labels, shapes, skipped
 
 
 # --------------------------------------------------------------------------- COCO JSON
@@ -242,16 +270,25 @@ def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDat
     for a in gt["annotations"]:
         if not a["iscrowd"]:
             by_img.setdefault(a["image_id"], []).append(a)
+    files = [str(folder / im["file_name"]) for im in gt["images"]]
+    stats = [stat_or_none(p) for p in files]
+    key = file_key(zip(files, stats), "coco", Image.MAX_IMAGE_PIXELS)
+    cache = json_path.with_suffix(".cache")              # instances_val.json → .cache
+    scan = read_cache(cache, key, len(files), size_limit(len(files), 0))
+    if scan is None:
+        absent = f"image listed in {json_path.name} is missing"
+        scan = _to_scan(map_ordered(
+            lambda i: (np.zeros((0, 5), np.float32), *image_size(files[i], stats[i], absent)),
+            range(len(files))))
+        write_cache(cache, key, scan)
     paths, labels, shapes, ids, skipped = [], [], [], [], []
-    for im in gt["images"]:
-        p = folder / im["file_name"]
-        hw = _image_size(str(p)) if p.is_file() else None
-        if hw is None:
-            if not p.is_file():
-                log.warning("%s: image listed in %s is missing; skipped", p, json_path.name)
-            skipped.append(str(p))
+    for i, (im, p, (h, w)) in enumerate(zip(gt["images"], files, scan.shapes.tolist())):
+        if i in scan.warnings:
+            log.warning("%s", scan.warnings[i])
+        if h < 0:
+            skipped.append(p)
             continue
-        h, w = hw
+        hw = h, w
         rows = []
         for a in by_img.get(im["id"], []):
             x, y, bw, bh = a["bbox"]
@@ -259,7 +296,7 @@ def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDat
                 continue
             rows.append([cls_of[a["category_id"]],
                          *xyxy2xywhn(np.array([x, y, x + bw, y + bh], np.float64), w, h)])
-        paths.append(str(p))
+        paths.append(p)
         labels.append(np.clip(np.asarray(rows, np.float32).reshape(-1, 5), 0, None))
         shapes.append(hw)
         ids.append(int(im["id"]))
