@@ -104,6 +104,7 @@ def test_the_default_main_job_detects_on_every_backend(tmp_path: Path,
         det = summary["steps"]["detect"]["backends"][name]
         assert det["images_with_a_correct_box"] == det["images"] == e2e.DETECT_IMAGES
         assert len(list(Path(row["out_dir"]).glob("*.png"))) == e2e.DETECT_IMAGES
-        line = next(x for x in out.splitlines() if x.strip().startswith(name + " "))
-        assert "mAP@.5" in line and "ms/img" in line
+        lines = [x for x in out.splitlines()
+                 if x.strip().startswith(name + " ") and "ms/img" in x]
+        assert len(lines) == 1 and f"mAP@.5 {row['map50']:.4f}" in lines[0], out
     assert f"drawn images: {tmp_path / 'detect'}" in out
