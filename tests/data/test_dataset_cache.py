@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import PIL.Image
@@ -21,8 +22,23 @@ pytestmark = pytest.mark.one_thread
 
 
 @pytest.fixture
-def ds_yaml(tmp_path):
+def ds_yaml(tmp_path, monkeypatch):
+    """A fresh set; the racy-file margin off, so its first load is cached (the margin has its
+    own test)."""
+    monkeypatch.setattr(label_cache, "RACY_NS", 0)
     return make_synthetic(tmp_path / "ds", train=0, val=12, img=48, nc=3, seed=1)
+
+
+def test_files_changed_just_before_a_load_are_not_cached(ds_yaml, monkeypatch, captured_logs):
+    monkeypatch.setattr(label_cache, "RACY_NS", 10**12)   # every file is "just changed"
+    with captured_logs() as logs:
+        load_dataset(ds_yaml)
+    assert not _cache(ds_yaml).exists()
+    assert any("files changed in the last" in r.getMessage() for r in logs)
+    monkeypatch.setattr(label_cache, "RACY_NS", 300_000_000)
+    time.sleep(0.4)                                       # older than the margin: cached
+    load_dataset(ds_yaml)
+    assert _cache(ds_yaml).is_file()
 
 
 def _cache(y):

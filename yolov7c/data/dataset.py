@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from ..errors import UserError, one_line, show
 from ..limits import MAX_DATA_FILE_BYTES, MAX_IMAGES, MAX_LABEL_BYTES, MAX_LABEL_LINES
 from .checks import check_coco, is_number, load_json, names_of, read_text
 from .headers import image_size, map_ordered
-from .label_cache import Scan, file_key, read_cache, size_limit, stat_or_none, write_cache
+from .label_cache import (Scan, file_key, racy, read_cache, size_limit, stat_or_none,
+                          write_cache)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +204,7 @@ def load_yolo(yaml_path: Path, split: str) -> DetectionDataset:
         raise UserError(f"{yaml_path}: {split}: no images found under {show(cfg[split], 80)}")
     nc = len(names)
     files = [(str(p), _label_path(p)) for p in imgs]
+    started = time.time_ns()
     stats = [(stat_or_none(p), stat_or_none(lp)) for p, lp in files]
     both = [f for (p, lp), (st, lst) in zip(files, stats) for f in ((p, st), (lp, lst))]
     key = file_key(both, "yolo", nc, MAX_LABEL_LINES, MAX_LABEL_BYTES, Image.MAX_IMAGE_PIXELS)
@@ -210,7 +213,7 @@ def load_yolo(yaml_path: Path, split: str) -> DetectionDataset:
     scan = read_cache(cache, key, len(files), limit)
     if scan is None:
         scan = _scan_yolo(files, stats, nc)
-        write_cache(cache, key, scan)
+        write_cache(cache, key, scan, racy([s for st in stats for s in st], started))
     paths, labels, shapes, skipped = _kept(scan, [p for p, _ in files])
     return DetectionDataset(paths, labels, names, list(range(len(paths))),
                             list(range(nc)), shapes, None, str(yaml_path), skipped)
@@ -271,6 +274,7 @@ def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDat
         if not a["iscrowd"]:
             by_img.setdefault(a["image_id"], []).append(a)
     files = [str(folder / im["file_name"]) for im in gt["images"]]
+    started = time.time_ns()
     stats = [stat_or_none(p) for p in files]
     key = file_key(zip(files, stats), "coco", Image.MAX_IMAGE_PIXELS)
     cache = json_path.with_suffix(".cache")              # instances_val.json → .cache
@@ -280,7 +284,7 @@ def load_coco(json_path: Path, images: str | os.PathLike | None) -> DetectionDat
         scan = _to_scan(map_ordered(
             lambda i: (np.zeros((0, 5), np.float32), *image_size(files[i], stats[i], absent)),
             range(len(files))))
-        write_cache(cache, key, scan)
+        write_cache(cache, key, scan, racy(stats, started))
     paths, labels, shapes, ids, skipped = [], [], [], [], []
     for i, (im, p, (h, w)) in enumerate(zip(gt["images"], files, scan.shapes.tolist())):
         if i in scan.warnings:

@@ -5,7 +5,10 @@ Why a cache can be trusted: it holds only labels that already passed the loader'
 it is used only when its key equals the key of the files on disk now — a SHA-256 of the cache
 version, the class count, the limits and ``(path, size, mtime_ns, inode, ctime_ns)`` of every
 image and label file. Any edit, touch, copy or replacement changes ctime, which no one can set,
-so a cache shipped inside a download never matches: it is rebuilt from the files.
+so a cache shipped inside a download never matches: it is rebuilt from the files. File times
+are coarse (a kernel tick, seconds on some file systems), so a file rewritten with the same size
+in the tick it was read in would keep its key ("racy git"): a scan that saw a file changed less
+than ``RACY_NS`` before it started is not saved, and the next load scans again.
 
 The file is JSON with base64 little-endian arrays (never pickle): reading runs no code and
 allocates at most a bounded multiple of its size, which is capped before it is read. A missing,
@@ -33,6 +36,7 @@ from .checks import read_text
 log = logging.getLogger(__name__)
 
 VERSION = 1
+RACY_NS = 2_000_000_000   # files changed this close before a scan: that scan is not cached
 
 
 @dataclass
@@ -61,6 +65,13 @@ def file_key(files: Iterable[tuple[str, os.stat_result | None]], *extra: object)
             f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}:{st.st_mode}"
         h.update(f"{path}\0{ident}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+def racy(stats: Iterable[os.stat_result | None], started_ns: int) -> bool:
+    """Whether a file changed (ctime, which no one can set) within ``RACY_NS`` before the
+    scan that started at ``started_ns`` (``time.time_ns()`` before the files were statted)."""
+    newest = max((st.st_ctime_ns for st in stats if st is not None), default=0)
+    return newest >= started_ns - RACY_NS
 
 
 def size_limit(n: int, label_bytes: int) -> int:
@@ -105,9 +116,14 @@ def read_cache(path: Path, key: str, n: int, limit: int) -> Scan | None:
     return Scan(shapes, np.split(flat, np.cumsum(counts)[:-1]) if n else [], warnings)
 
 
-def write_cache(path: Path, key: str, scan: Scan) -> None:
-    """Save ``scan`` for ``key`` atomically; where that cannot be done, leave it out (the
-    load works the same, just uncached) and say why at debug level."""
+def write_cache(path: Path, key: str, scan: Scan, is_racy: bool = False) -> None:
+    """Save ``scan`` for ``key`` atomically; where that cannot be done, or the files are too
+    fresh to trust (``racy``), leave it out (the load works the same, just uncached) and say
+    why at debug level."""
+    if is_racy:
+        log.debug("%s: label cache not written (files changed in the last %.0f s)", path,
+                  RACY_NS / 1e9)
+        return
     if not path.parent.is_dir() or os.path.islink(path):   # never create folders or write
         log.debug("%s: label cache not written (no folder, or a link there)", path)  # via links
         return
