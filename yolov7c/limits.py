@@ -93,3 +93,19 @@ def memory_limit(gb: float | None) -> Iterator[None]:
         yield
     finally:
         _max_memory.reset(token)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB, for the bounded-memory checks of tests and
+    benchmarks. Why not ``getrusage().ru_maxrss``: Linux keeps that across ``execve``, so a
+    child started from a large process (a test session at 3 GB) reports its parent's peak;
+    ``VmHWM`` belongs to the new address space and counts only the child's own pages."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource  # no /proc: the best there is
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -189,10 +189,11 @@ head: [[[1], 1, Detect, [nc, anchors]]]
 """
 
 _RSS = """
-import resource, sys
+import sys
 from yolov7c.cli import main
+from yolov7c.limits import peak_rss_mb
 rc = main(sys.argv[1:])
-print("rc", rc, "rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print("rc", rc, "rss_mb", int(peak_rss_mb()))
 """
 
 

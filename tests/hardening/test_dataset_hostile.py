@@ -145,15 +145,16 @@ def test_deep_json_is_one_line(tmp_path):
 
 
 _RSS = """
-import resource, sys
+import sys
 from yolov7c.data.dataset import load_dataset
+from yolov7c.limits import peak_rss_mb
 from yolov7c.errors import UserError
 try:
     load_dataset(sys.argv[1])
     print("accepted")
 except UserError as e:
     print("refused:", e)
-print("rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print("rss_mb", int(peak_rss_mb()))
 """
 
 

@@ -232,8 +232,9 @@ def test_entry_lying_about_its_size_is_not_inflated(tmp_path, official_tree, wri
 # ----------------------------------------------- views, BUILD/set_ and deflated storages (issue 20 §2)
 
 RSS_PROBE = """
-import json, resource, sys, time
+import json, sys, time
 from yolov7c.errors import UserError
+from yolov7c.limits import peak_rss_mb
 from yolov7c.backends.torch.official import import_official
 t = time.perf_counter()
 try:
@@ -242,7 +243,7 @@ try:
 except UserError as e:
     msg = str(e)
 print(json.dumps({"msg": msg, "s": time.perf_counter() - t,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_rss_mb()}))
 """
 
 
