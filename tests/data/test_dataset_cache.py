@@ -119,7 +119,7 @@ def test_a_cache_never_lets_a_bad_label_through(ds_yaml):
 
 @pytest.mark.parametrize("corrupt", [
     b"", b"\x00\xff garbage", b"{\"version\": 1", b"[1, 2]", b"{}",
-    "version", "key", "labels", "counts", "shapes"])
+    "version", "key", "labels", "counts", "shapes", "negative counts", "zero sizes", "warnings"])
 def test_corrupt_or_foreign_cache_is_rebuilt(ds_yaml, corrupt):
     cold = load_dataset(ds_yaml)
     c = _cache(ds_yaml)
@@ -127,7 +127,12 @@ def test_corrupt_or_foreign_cache_is_rebuilt(ds_yaml, corrupt):
         c.write_bytes(corrupt)
     else:
         d = json.loads(c.read_text())
-        d[corrupt] = 99 if corrupt == "version" else ("AAAA" if corrupt != "key" else "0" * 64)
+        if corrupt == "negative counts":     # right size, bad values
+            d["counts"] = label_cache._b64(np.full(12, -1), "<i8")
+        elif corrupt == "zero sizes":
+            d["shapes"] = label_cache._b64(np.zeros((12, 2)), "<i4")
+        else:
+            d[corrupt] = {"version": 99, "key": "0" * 64, "warnings": 7}.get(corrupt, "AAAA")
         c.write_text(json.dumps(d))
     _same(cold, load_dataset(ds_yaml))
     d = json.loads(c.read_text())                          # rewritten, current again

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io_util import write_json_atomic
+from ..limits import MAX_LABEL_LINES
 from .checks import read_text
 
 log = logging.getLogger(__name__)
@@ -104,9 +105,11 @@ def read_cache(path: Path, key: str, n: int, limit: int) -> Scan | None:
                 or d.get("n") != n:
             return None
         counts = _unb64(d["counts"], "<i8", (n, 1)).ravel()
-        if (counts < 0).any():
-            raise ValueError("negative count")
+        if n and not 0 <= counts.min() <= counts.max() <= MAX_LABEL_LINES:
+            raise ValueError("box count out of range")
         shapes = _unb64(d["shapes"], "<i4", (n, 2))
+        if not ((shapes > 0) | (shapes == -1)).all():
+            raise ValueError("image size out of range")
         flat = _unb64(d["labels"], "<f4", (int(counts.sum()), 5))
         warnings = {int(i): str(m) for i, m in d["warnings"]
                     if isinstance(i, int) and 0 <= i < n and isinstance(m, str)}
