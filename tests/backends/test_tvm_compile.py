@@ -23,10 +23,18 @@ def _ref(model, x, raw=True):
 
 @pytest.mark.parametrize("kind", ["p5", "p6"])
 def test_llvm_matches_torch(tmp_path, kind, bk):
+    """An untuned build: the default CPU pipeline with a default schedule for every kernel
+    (each conv a seeded tiling), equal to PyTorch, and one line saying how far from tuned
+    it is and the command that tunes it."""
     model = bk.make_tiny(kind)
     out = tmp_path / f"{kind}.so"
-    meta = btvm.compile_model(model, "llvm", 128, out, raw=True, verbose=False)
+    meta = btvm.compile_model(model, "llvm", 128, out, raw=True, verbose=False, name="net.py")
     assert out.is_file() and meta.input_shape == [1, 3, 128, 128]
+    assert meta.pipeline == "nhwc-winograd"
+    hint = [n for n in meta.notes if n.startswith("untuned:")]
+    assert len(hint) == 1 and "\n" not in hint[0], meta.notes
+    assert "faster here" in hint[0] and "yolov7c tune net.py --img 128 --db" in hint[0]
+
     assert sorted(os.listdir(tmp_path)) == sorted([out.name, out.name + ".json"])
     x = bx.example_input(model, 128, seed=4)
     bk.assert_close(_ref(model, x), btvm.load(out)(x), f"tvm-llvm-{kind}")
@@ -87,6 +95,75 @@ def test_unknown_target(tmp_path, tiny_p5):
     with pytest.raises(UserError, match="unknown target; use one of llvm, aarch64"):
         btvm.compile_model(tiny_p5, "tpu", 128, tmp_path / "x.so")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name,hint", [("x86", "for this machine's CPU use llvm"),
+                                       ("x86_64", "use llvm"), ("arm", "use aarch64"),
+                                       ("gpu", "name the GPU API")])
+def test_ambiguous_target_names_are_refused_with_the_name_to_use(tmp_path, tiny_p5, name,
+                                                                   hint):
+    """`compile --target x86` used to compile for minutes (for this host, whatever it
+    was); aliases mean one thing each: cpu/host = llvm, arm64 = aarch64."""
+    from yolov7c.backends.tvm import targets as T
+    with pytest.raises(UserError, match=f"target '{name}': not a target name; .*{hint}") as e:
+        btvm.compile_model(tiny_p5, name, 128, tmp_path / "x.so")
+    assert e.value.arg == "target" and os.listdir(tmp_path) == []
+    assert T.resolve("cpu").target == T.resolve("host").target == T.resolve("llvm").target
+    assert T.resolve("arm64").name == "aarch64"
+
+
+def test_llvm_target_carries_this_cpus_features():
+    """Built with -mattr from the host's flags: an extension the CPU lacks is switched off
+    (a VM of an AVX-512 model without avx512_fp16 got AVX512-FP16 code before)."""
+    from yolov7c.backends.tvm import targets as T
+    spec = T.resolve("llvm")
+    flags = set(T.parse_cpuinfo(T.read_cpuinfo())["flags"])
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags on this machine")
+    mattr = spec.target.get("mattr", [])
+    for flag, feat in T.X86_FEATURES.items() if "avx" in flags or "sse2" in flags else []:
+        assert (f"+{feat}" if flag in flags else f"-{feat}") in mattr
+    assert spec.vector.isa == T.cpu_facts()["vector"]
+    # another CPU model is LLVM's idea of that model, not this machine's flags
+    other = T.resolve("llvm", mcpu="znver4")
+    assert "mattr" not in other.target and other.vector.isa == "avx512"
+
+
+def test_bench_refuses_a_missing_database_at_once(tmp_path):
+    """`bench --db <missing>` ran 206 s and exited 0 with a skipped row; now one line, at
+    once (before the model is even resolved)."""
+    import time
+
+    from yolov7c.api.backends import bench
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match=f"db {tmp_path / 'nope'}: no such file or folder") as e:
+        bench("yolov7-tiny", img=64, backends=["tvm-tuned"], db=tmp_path / "nope")
+    assert e.value.arg == "db" and time.perf_counter() - t0 < 30
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a tuning database"):
+        bench("yolov7-tiny", img=64, backends=["tvm-tuned"], db=tmp_path / "empty")
+    assert os.listdir(tmp_path) == ["empty"]
+
+
+def test_bench_peer_rows(tmp_path, tiny_p5):
+    """torch.compile of the deploy graph is a row; OpenVINO is one when installed (not a
+    dependency: a requested one that is missing says so in its row)."""
+    from yolov7c.backends import bench as b
+    res = b.measure(tiny_p5, tiny_p5, 64, backends=["torch-deploy", "torch-compile", "openvino"],
+                    threads=1, repeat=3, warmup=1)
+    rows = {r["backend"]: r for r in res["results"]}
+    print({k: (r.get("median_ms"), r.get("skipped")) for k, r in rows.items()})
+    if b.peer_available("torch-compile") is None:
+        tc = rows["torch-compile"]
+        assert ("median_ms" in tc and tc["max_rel_err"] < 1e-4) or "torch.compile failed" in \
+            tc.get("skipped", ""), tc
+    ov = rows["openvino"]
+    if b.peer_available("openvino") is None:
+        assert "median_ms" in ov or "openvino failed" in ov["skipped"]
+    else:
+        assert "pip install openvino" in ov["skipped"]
+        assert "openvino" not in b.default_backends()
+    assert "torch-compile" in b.BACKENDS and "openvino" in b.BACKENDS
 
 
 def test_missing_cross_compiler(tmp_path, tiny_p5, monkeypatch):

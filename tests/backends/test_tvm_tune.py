@@ -19,7 +19,7 @@ tvm = pytest.importorskip("tvm")
 
 from yolov7c.backends import common as bx  # noqa: E402
 from yolov7c.backends import tvm as btvm  # noqa: E402
-from yolov7c.backends.tvm import tuning  # noqa: E402
+from yolov7c.backends.tvm import database as dbm  # noqa: E402
 from yolov7c.errors import UserError  # noqa: E402
 
 # two cheap tasks of the synthetic P5 net at 128: one conv, one max-pool (names in both the
@@ -30,7 +30,7 @@ OPS = ["conv2d13", "max_pool2d3"]
 def _records(db_dir):
     """[(hash of the workload, hash of the scheduled IR)] of every record in the database."""
     import tvm_ffi
-    db = tuning.open_database(db_dir)
+    db = dbm.open_database(db_dir)
     return [(tvm_ffi.structural_hash(rec.workload.mod),
              tvm_ffi.structural_hash(rec.as_measure_candidate().sch.mod))
             for rec in db.get_all_tuning_records()]
@@ -70,10 +70,12 @@ def test_tune_resumes_without_repeats(tmp_path, tiny_p5, bk):
 def test_db_for_other_target_is_refused(tmp_path, tiny_p5):
     db = tmp_path / "db"
     db.mkdir()
-    (db / tuning.META).write_text('{"target": "{\\"kind\\":\\"llvm\\",\\"mcpu\\":\\"x\\"}"}')
-    with pytest.raises(UserError, match="tuned for x, this CPU is .*: re-tune"):
+    (db / dbm.META).write_text('{"target": "{\\"kind\\":\\"llvm\\",\\"mcpu\\":\\"x\\"}"}')
+    # an unknown mcpu is LLVM's generic CPU: another vector class than any real host's
+    with pytest.raises(UserError, match=r"tuned for sse \(x\), this CPU is .*: .*tune into "
+                                        r"a new db_dir on this CPU"):
         btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=OPS, progress=False)
-    (db / tuning.META).write_text('{"target": "{\\"kind\\":\\"cuda\\",\\"arch\\":\\"sm_90\\"}"}')
+    (db / dbm.META).write_text('{"target": "{\\"kind\\":\\"cuda\\",\\"arch\\":\\"sm_90\\"}"}')
     with pytest.raises(UserError, match="separate db_dir per target"):
         btvm.tune(tiny_p5, "llvm", 128, db, trials=2, op_names=OPS, progress=False)
 
@@ -261,7 +263,7 @@ def test_ctrl_c_stops_within_seconds_and_a_second_tune_is_refused(tmp_path, tiny
     assert rc == 130 and took < 30
     facts = dbm.validate(db)                  # intact: every line parses, no torn tail
     assert facts.torn == [] and facts.records >= 1
-    assert len(tuning.open_database(db).get_all_tuning_records()) == facts.records
+    assert len(dbm.open_database(db).get_all_tuning_records()) == facts.records
     assert not dbm.writer_alive(db)           # the lock went with it
 
 

@@ -76,7 +76,8 @@ def test_rewrite_takes_the_eligible_convs_and_the_network_equals_torch() -> None
     from tvm import relax
     net = Mixed().eval()
     mod = _relax(net)
-    rewritten = W.rewrite(rewrites.to_nhwc(mod))
+    lanes = T.resolve("llvm").vector_lanes   # this CPU's; both convs qualify on any
+    rewritten = W.rewrite(rewrites.to_nhwc(mod, lanes), lanes)
     text = rewritten["main"].script(show_meta=False)
     assert text.count("R.call_tir(winograd_conv2d") == 2 and text.count("R.nn.conv2d(") == 3
     fused = _fused(mod)
@@ -115,7 +116,7 @@ def test_ineligible_shapes_are_left_alone(size) -> None:
         def forward(self, x):
             return self.c(x)
     mod = _relax(Odd(), (1, 16, size, size))
-    text = W.rewrite(rewrites.to_nhwc(mod))["main"].script(show_meta=False)
+    text = W.rewrite(rewrites.to_nhwc(mod, 16), 16)["main"].script(show_meta=False)
     assert "winograd" not in text and "R.nn.conv2d(" in text
 
 
@@ -152,13 +153,31 @@ def test_every_parameter_point_replays_and_equals_the_unscheduled_kernel() -> No
         assert err <= 1e-5 * float(np.abs(ref).max())
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "neon"])
 @pytest.mark.parametrize("tiles_w,k", [(80, 64), (20, 128), (5, 512), (1, 256), (10, 1024)])
-def test_parameter_points_divide_the_loops_and_fit_the_registers(tiles_w, k) -> None:
-    pts = W.parameter_points(tiles_w, k)
+def test_parameter_points_divide_the_loops_and_fit_the_registers(tiles_w, k, isa) -> None:
+    vec = T.VECTOR_CLASSES[isa]
+    pts = W.parameter_points(tiles_w, k, vec=vec)
     assert pts and len(set(pts)) == len(pts) <= W.CANDIDATES
     for chunk, kb, pi in pts:
         assert tiles_w % chunk == 0 and k % kb == 0 and chunk % pi == 0
-        assert kb % W.LANES == 0 and pi * kb // W.LANES <= W.MAX_ACCUMULATORS
+        assert kb % vec.lanes == 0 and pi * kb // vec.lanes <= vec.accumulators
+    if isa == "avx512":   # the points the shipped databases were tuned with, unchanged
+        assert pts == W.parameter_points(tiles_w, k)
+
+
+def test_vector_facts_come_from_the_target() -> None:
+    """AVX-512: 16 fp32 lanes, 32 registers; AVX2: 8 and 16; NEON: 4 and 32 (issue 21:
+    they were AVX-512's for every llvm target)."""
+    assert (T.resolve("llvm", mcpu="znver4").vector_lanes,
+            T.resolve("llvm", mcpu="znver4").vector_registers) == (16, 32)
+    assert (T.resolve("llvm", mcpu="znver3").vector_lanes,
+            T.resolve("llvm", mcpu="znver3").vector_registers) == (8, 16)
+    assert (T.resolve("aarch64").vector_lanes, T.resolve("aarch64").vector_registers) == (4, 32)
+    # an AVX-512 model with AVX-512 switched off (a VM that hides it): AVX2
+    off = {"kind": "llvm", "mcpu": "emeraldrapids", "mattr": ["-avx512f"]}
+    assert T.vector_facts(off).isa == "avx2"
+    assert T.vector_facts(T.resolve("llvm").tvm_target()) == T.resolve("llvm").vector
 
 
 @pytest.mark.slow

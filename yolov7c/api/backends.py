@@ -58,40 +58,55 @@ def export(source: Any, out: str | os.PathLike, *, img: int | None = None, nc: i
             "bytes": path.stat().st_size}
 
 
-def _check_target(target: str, arch: str | None, mcpu: str | None, toolchain: bool) -> None:
-    """A bad target or a missing toolchain fails before the (slow) model build."""
+def _check_target(target: str, arch: str | None, mcpu: str | None, toolchain: bool,
+                  db: str | os.PathLike | None = None, db_any_cpu: bool = False) -> None:
+    """A bad target, a missing toolchain or a tuning database that cannot serve this CPU
+    fails before the (slow) model build."""
     from ..backends.tvm import targets
     spec = targets.resolve(target, arch=arch, mcpu=mcpu)
     if toolchain:
         targets.check_toolchain(spec)
+    if db is not None:
+        from ..backends.tvm.compile import check_database
+        check_database(db, spec, db_any_cpu)
 
 
 def compile(source: Any, out: str | os.PathLike, *, target: str = "llvm",  # noqa: A001
             img: int | None = None, nc: int | None = None, seed: int = 0, deploy: bool = True,
             db: str | os.PathLike | None = None, arch: str | None = None,
             mcpu: str | None = None, frontend: str = "torch",
-            nvcc: bool | None = None) -> dict[str, Any]:
+            nvcc: bool | None = None, db_any_cpu: bool = False) -> dict[str, Any]:
     """Compile ``source`` with TVM for ``target``; writes the library ``out`` (+ ``.json``).
 
-    An ``.onnx`` file as ``source`` goes through TVM's ONNX frontend (``frontend="onnx"``)."""
+    An ``.onnx`` file as ``source`` goes through TVM's ONNX frontend (``frontend="onnx"``).
+    ``db``: a tuning database (folder or packed ``.tar.gz``), checked against this CPU
+    before anything is built: one tuned for another vector class (avx512 vs avx2 ...) is
+    refused unless ``db_any_cpu``. Without ``db`` the build uses default schedules and
+    says, in a note, how far from tuned it likely is and how to tune."""
     from ..backends import tvm as btvm
     out = output_path(out)
     if frontend not in ("torch", "onnx"):
         raise UserError(f"frontend {frontend!r}: use torch or onnx", arg="frontend")
-    _check_target(target, arch, mcpu, toolchain=True)
+    _check_target(target, arch, mcpu, toolchain=True, db=db, db_any_cpu=db_any_cpu)
     if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".onnx":
         return _compile_onnx_file(Path(source), out, target=target, img=img, db=db, arch=arch,
-                                  mcpu=mcpu, nvcc=nvcc)
+                                  mcpu=mcpu, nvcc=nvcc, db_any_cpu=db_any_cpu)
     model, img = _module(source, nc, seed, deploy, img)
     log.info("[compile] %s at %d for %s → %s", model_name(source), img, target, out)
     meta = btvm.compile_model(model, target, img, out, arch=arch, mcpu=mcpu, db_dir=db,
-                              frontend=frontend, nvcc=nvcc, verbose=False)
+                              frontend=frontend, nvcc=nvcc, verbose=False,
+                              db_any_cpu=db_any_cpu, name=_cli_model_name(source))
     return {"model": model_name(source), **asdict(meta)}
+
+
+def _cli_model_name(source: Any) -> str:
+    """The model as a command line names it (for the untuned build's tune hint)."""
+    return str(source) if isinstance(source, (str, os.PathLike)) else "MODEL"
 
 
 def _compile_onnx_file(path: Path, out: Path, *, target: str, img: int | None,
                        db: str | os.PathLike | None, arch: str | None, mcpu: str | None,
-                       nvcc: bool | None) -> dict[str, Any]:
+                       nvcc: bool | None, db_any_cpu: bool = False) -> dict[str, Any]:
     """An ONNX file goes to TVM's ONNX frontend (the file's input shape; ``img`` fills a
     dynamic height/width)."""
     from ..backends import tvm as btvm
@@ -99,8 +114,8 @@ def _compile_onnx_file(path: Path, out: Path, *, target: str, img: int | None,
         raise UserError(f"{path}: no such ONNX file")
     if img is not None:
         positive_int(img, "img")
-    meta = btvm.compile_onnx(path, target, out, img=img, db_dir=db, arch=arch, mcpu=mcpu, nvcc=nvcc,
-              verbose=False)
+    meta = btvm.compile_onnx(path, target, out, img=img, db_dir=db, arch=arch, mcpu=mcpu,
+                             nvcc=nvcc, verbose=False, db_any_cpu=db_any_cpu)
     return {"model": path.name, **asdict(meta)}
 
 
@@ -142,13 +157,17 @@ def bench(source: Any = "yolov7-tiny", *, img: int | None = None, nc: int | None
           seed: int = 0, backends: Sequence[str] | None = None, threads: int | None = None,
           repeat: int = 20, warmup: int = 3, db: str | os.PathLike | None = None,
           tune_trials: int = 0, deploy: bool = True, slow_s: float = 2.0,
-          out: str | os.PathLike | None = None) -> dict[str, Any]:
+          out: str | os.PathLike | None = None, db_any_cpu: bool = False) -> dict[str, Any]:
     """Side-by-side latency of the backends on one model (same weights everywhere); with
-    ``out``, the result is written (merged into an existing result file)."""
+    ``out``, the result is written (merged into an existing result file).
+
+    ``backends`` default: every backend, the optional peers (torch-compile, openvino) where
+    available. A ``db`` that is missing (and ``tune_trials`` 0) or tuned for another CPU
+    class (unless ``db_any_cpu``) is refused at once, before anything is measured."""
     from ..backends import bench as b
     from ..ir.analysis import analyze
     from ..passes.verify import ir_graph
-    names = b.check_backends(list(backends) if backends is not None else b.DEFAULT_BACKENDS)
+    names = b.check_backends(list(backends) if backends is not None else b.default_backends())
     positive_int(repeat, "repeat")
     positive_int(warmup, "warmup", minimum=0)
     positive_int(tune_trials, "tune_trials", minimum=0)
@@ -159,6 +178,8 @@ def bench(source: Any = "yolov7-tiny", *, img: int | None = None, nc: int | None
         out = output_path(out)
         if out.is_file():
             b.read_json(out)  # refuse a foreign file before the long run, not after
+    if db is not None:
+        b.check_db(db, tune_trials, names, db_any_cpu)   # at once, not after the other rows
     from ..backends.tvm.targets import physical_cores
     threads = threads or physical_cores()
     train = resolve(source, nc=nc, seed=seed, img=img)
@@ -169,7 +190,7 @@ def bench(source: Any = "yolov7-tiny", *, img: int | None = None, nc: int | None
     flops = float(analyze(g, img).flops("official")) if g is not None else None
     res = b.measure(train, dep, img, model=model_name(source), backends=names, threads=threads,
                     repeat=repeat, warmup=warmup, db=db, tune_trials=tune_trials, flops=flops,
-                    slow_s=slow_s)
+                    slow_s=slow_s, db_any_cpu=db_any_cpu)
     if out is not None:
         b.write_json(res, out)
         res["out"] = str(out)

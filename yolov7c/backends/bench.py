@@ -2,8 +2,12 @@
 
 This module measures modules it is given; it never resolves a model (that is the API's
 ``yolov7c.api.bench``). Backends: torch-train (eval-mode training graph), torch-deploy
-(deploy pass pipeline), onnxruntime (ORT_ENABLE_ALL), tvm (untuned Relax build), tvm-tuned
-(MetaSchedule database). Each: warm-up, then ``repeat`` single-image runs timed one by one;
+(deploy pass pipeline), torch-compile (``torch.compile`` of the deploy graph, inductor),
+onnxruntime (ORT_ENABLE_ALL), openvino (the exported ONNX on OpenVINO's CPU plugin, when
+the ``openvino`` package is importable: not a dependency), tvm (untuned build: default
+schedules), tvm-tuned (MetaSchedule database). torch-compile and openvino are the peers a
+CPU user would pick instead: optional rows, measured when available (a requested one that
+is not gets a row saying why). Each: warm-up, then ``repeat`` single-image runs timed one by one;
 we report the median and p10/p90, the max error against torch-deploy, and the floor = model
 FLOPs / measured peak (a fp32 matmul on the same threads), i.e. the latency at 100 % of the
 achievable peak. Untuned TVM is ~100x slower here, so backends slower than ``slow_s`` per
@@ -27,14 +31,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 
 if TYPE_CHECKING:
     from torch import nn
 from ..io_util import atomic_path
 
 FORMAT = "yolov7c.bench/1"
-DEFAULT_BACKENDS = ("torch-train", "torch-deploy", "onnxruntime", "tvm", "tvm-tuned")
+BACKENDS = ("torch-train", "torch-deploy", "torch-compile", "onnxruntime", "openvino", "tvm",
+            "tvm-tuned")
+PEERS = ("torch-compile", "openvino")   # optional rows: in the default list when available
+DEFAULT_BACKENDS = BACKENDS
+
+
+def peer_available(name: str) -> str | None:
+    """None if the peer backend ``name`` can run here, else why not (one line)."""
+    import importlib.util
+    import shutil
+    if name == "openvino":
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino not installed (pip install openvino; not a yolov7c dependency)"
+    elif name == "torch-compile":
+        if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return "torch.compile (inductor) needs a C++ compiler on PATH"
+    return None
+
+
+def default_backends() -> list[str]:
+    """Every backend, the optional peers only where available."""
+    return [b for b in BACKENDS if b not in PEERS or peer_available(b) is None]
 log = logging.getLogger("yolov7c.bench")
 
 
@@ -111,26 +136,52 @@ def _max_err(ref, got) -> float:
 def check_backends(backends: Sequence[str]) -> list[str]:
     """The backend names, validated (argument ``backends``)."""
     names = [b for b in backends if b]
-    unknown = [b for b in names if b not in DEFAULT_BACKENDS]
+    unknown = [b for b in names if b not in BACKENDS]
     if unknown or not names:
         raise UserError(f"backends {','.join(unknown) or '(none)'}: unknown; use any of "
-                        f"{','.join(DEFAULT_BACKENDS)}")
+                        f"{','.join(BACKENDS)}", arg="backends")
     return names
+
+
+def check_db(db: str | os.PathLike | None, tune_trials: int, backends: Sequence[str],
+             any_cpu: bool = False) -> str | None:
+    """Refuse, at once, a ``db`` that tvm-tuned cannot use: a missing path (unless
+    ``tune_trials`` will tune into it) or a database of another CPU class (one line with
+    the differing features and the flag); returns a note for a usable one of another CPU
+    model (None otherwise)."""
+    if db is None or "tvm-tuned" not in backends:
+        return None
+    p = Path(db)
+    from .tvm import database as dbm
+    if not dbm.exists(p):
+        if tune_trials and not dbm.is_packed(p) and not (p.exists() and not p.is_dir()):
+            return None
+        what = "no such file or folder" if not os.path.lexists(p) else \
+            "not a tuning database (no database_workload.json; a packed one ends in .tar.gz)"
+        raise UserError(f"db {p}: {what}; give a folder written by `yolov7c tune` or a "
+                        ".tar.gz it packed (or --tune-trials N to tune into a new folder)",
+                        arg="db")
+    from .tvm import compile as tc
+    from .tvm import targets as T
+    return tc.check_database(p, T.resolve("llvm"), any_cpu)
 
 
 def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
             backends: Sequence[str] = DEFAULT_BACKENDS, threads: int = 1, repeat: int = 20,
             warmup: int = 3, db: str | os.PathLike | None = None, tune_trials: int = 0,
-            flops: float | None = None, slow_s: float = 2.0) -> dict[str, Any]:
+            flops: float | None = None, slow_s: float = 2.0,
+            db_any_cpu: bool = False) -> dict[str, Any]:
     """Benchmark ``backends`` on the two given modules (training graph in eval mode and its
-    deploy module, same weights) at ``img``; returns the result dict (``FORMAT``)."""
+    deploy module, same weights) at ``img``; returns the result dict (``FORMAT``). A ``db``
+    tvm-tuned cannot use is refused before anything runs (:func:`check_db`)."""
     os.environ["TVM_NUM_THREADS"] = str(threads)   # before TVM's thread pool starts
+    backends = check_backends(backends)
+    db_note = check_db(db, tune_trials, backends, db_any_cpu)
     import torch
 
     from . import onnx as bx
     from .common import Outputs, example_input
 
-    backends = check_backends(backends)
     torch.set_num_threads(threads)
     x = example_input(dep, img, seed=0)
     xn = x.numpy()
@@ -162,26 +213,52 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
                 return m(x)[0].numpy()
         return f
 
+    onnx_path: list[Path] = []
+
+    def onnx_file() -> Path:
+        if not onnx_path:
+            onnx_path.append(bx.export_onnx(dep, img, Path(tmp) / "m.onnx"))
+        return onnx_path[0]
+
     for b in backends:
         t0 = time.perf_counter()
-        if b == "torch-train":
+        why = peer_available(b) if b in PEERS else None
+        if why is not None:
+            add(b, None, why)
+            continue
+        if b == "torch-compile":
+            try:
+                fn = torch_fn(torch.compile(dep, dynamic=False))
+                fn()   # compiles here (inductor), not in the timed runs
+            except Exception as e:  # noqa: BLE001 - a peer's failure is a row, not a crash
+                add(b, None, f"torch.compile failed: {one_line(e, 160)}")
+                continue
+            add(b, fn, "torch.compile (inductor) of the deploy graph", time.perf_counter() - t0)
+        elif b == "openvino":
+            try:
+                fn = _openvino_fn(onnx_file(), threads, xn)
+            except Exception as e:  # noqa: BLE001 - a peer's failure is a row, not a crash
+                add(b, None, f"openvino failed: {one_line(e, 160)}")
+                continue
+            add(b, fn, "OpenVINO CPU plugin, exported ONNX, latency hint",
+                time.perf_counter() - t0)
+        elif b == "torch-train":
             add(b, torch_fn(train), "eval-mode training graph (BN, RepConv, implicit)")
         elif b == "torch-deploy":
             add(b, torch_fn(dep), "deploy pass pipeline" if dep is not train
                 else "no deploy passes")
         elif b == "onnxruntime":
-            p = bx.export_onnx(dep, img, Path(tmp) / "m.onnx")
-            sess = bx.ort_session(p, threads)
+            sess = bx.ort_session(onnx_file(), threads)
             name = sess.get_inputs()[0].name
             add(b, lambda: sess.run(None, {name: xn})[0], "ORT_ENABLE_ALL, CPU EP",
                 time.perf_counter() - t0)
         elif b == "tvm":
             from . import tvm as btvm
             lib = Path(tmp) / "untuned.so"
-            btvm.compile_model(dep, "llvm", img, lib, verbose=False)
+            meta = btvm.compile_model(dep, "llvm", img, lib, verbose=False, name=model)
             rn = btvm.load(lib, threads=threads)
-            add(b, lambda: rn(xn)[0], "default Relax pipeline, no schedules",
-                time.perf_counter() - t0)
+            add(b, lambda: rn(xn)[0], f"untuned, {meta.pipeline} pipeline: default schedules "
+                "(convs seeded)", time.perf_counter() - t0)
         elif b == "tvm-tuned":
             from . import tvm as btvm
             dbp = Path(db) if db else None
@@ -189,18 +266,15 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
                 dbp = dbp or Path(tmp) / "db"
                 btvm.tune(dep, "llvm", img, dbp, tune_trials)
             if dbp is None or not dbp.exists():
-                add(b, None, "no tuning database (db) and tune_trials 0")
+                add(b, None, "no tuning database (--db) and --tune-trials 0")
                 continue
             lib = Path(tmp) / "tuned.so"
-            try:  # a database tuned on another CPU is refused: a row that says so, not a crash
-                meta = btvm.compile_model(dep, "llvm", img, lib, db_dir=dbp, verbose=False)
-            except UserError as e:
-                add(b, None, str(e))
-                continue
+            meta = btvm.compile_model(dep, "llvm", img, lib, db_dir=dbp, verbose=False,
+                                      db_any_cpu=db_any_cpu)
             rn = btvm.load(lib, threads=threads)
             coverage = meta.notes[-1] if meta.notes else f"{meta.tuned_records} records"
-            add(b, lambda: rn(xn)[0], f"MetaSchedule db {dbp}: {coverage}",
-                time.perf_counter() - t0)
+            add(b, lambda: rn(xn)[0], f"MetaSchedule db {dbp}: {coverage}"
+                + (f"; {db_note}" if db_note else ""), time.perf_counter() - t0)
     floor_ms = flops / (peak * 1e9) * 1e3 if flops else None
     for r in rows:
         r["floor_ms"] = round(floor_ms, 3) if floor_ms else None
@@ -222,6 +296,21 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
             "settings": {"repeat": repeat, "warmup": warmup, "input": [1, 3, img, img],
                          "flops": flops},
             "results": rows}
+
+
+def _openvino_fn(onnx_file: Path, threads: int, xn) -> Callable[[], Any]:
+    """One inference of the ONNX file on OpenVINO's CPU plugin (latency hint, ``threads``)."""
+    import openvino as ov
+    core = ov.Core()
+    compiled = core.compile_model(core.read_model(str(onnx_file)), "CPU",
+                                  {"PERFORMANCE_HINT": "LATENCY",
+                                   "INFERENCE_NUM_THREADS": threads})
+    req = compiled.create_infer_request()
+    out = compiled.output(0)
+
+    def f():
+        return req.infer({0: xn})[out]
+    return f
 
 
 def table(res: dict[str, Any]) -> str:

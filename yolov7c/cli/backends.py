@@ -3,6 +3,8 @@ printing over ``yolov7c.api``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+from typing import Iterator
 
 from . import emit_json
 
@@ -25,9 +27,30 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def _target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="llvm",
-                   help="llvm (this CPU), aarch64, cuda, mali (OpenCL + aarch64 host), vulkan")
+                   help="llvm (this CPU; aliases cpu, host), aarch64 (alias arm64), cuda, mali "
+                        "(OpenCL + aarch64 host), opencl, vulkan")
     p.add_argument("--arch", help="CUDA SM architecture for --target cuda (default sm_90)")
-    p.add_argument("--mcpu", help="override the CPU model (default: detected for llvm)")
+    p.add_argument("--mcpu", help="build for another CPU model of this architecture (LLVM "
+                                  "name, e.g. znver4; default: this CPU, with its own ISA "
+                                  "flags)")
+
+
+ANY_CPU_HELP = ("use a tuning database of another CPU class (e.g. tuned on AVX-512, used on "
+                "AVX2): correct, slower than one tuned here")
+
+
+@contextlib.contextmanager
+def _flags_in_messages() -> Iterator[None]:
+    """The library names its boolean argument ``db_any_cpu=True``; a CLI user types
+    ``--db-any-cpu``."""
+    from ..errors import UserError
+    try:
+        yield
+    except UserError as e:
+        if "db_any_cpu=True" not in str(e):
+            raise
+        raise UserError(str(e).replace("db_any_cpu=True", "--db-any-cpu"),
+                        arg=e.arg) from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _model_args(p)
     _target_args(p)
     p.add_argument("--out", required=True, help="output library (.so)")
-    p.add_argument("--db", help="MetaSchedule database from `yolov7c tune` (tuned build)")
+    p.add_argument("--db", help="MetaSchedule database from `yolov7c tune` (tuned build); "
+                                "without it: default schedules, and a line saying how to tune")
+    p.add_argument("--db-any-cpu", action="store_true", help=ANY_CPU_HELP)
     p.add_argument("--frontend", default="torch", choices=["torch", "onnx"],
                    help="torch.export (default) or via ONNX (an .onnx model always is)")
     p.add_argument("--no-nvcc", action="store_true", help="skip the nvcc check of CUDA kernels")
@@ -73,13 +98,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("bench", help="side-by-side latency of the backends (one process)")
     _model_args(p)
-    p.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                   help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)}")
+    p.add_argument("--backends", default=None,
+                   help=f"comma-separated subset of {','.join(DEFAULT_BACKENDS)} (default: all; "
+                        "torch-compile and openvino when available)")
     p.add_argument("--threads", type=int, default=None, help="threads for every backend "
                    "(default: physical cores)")
     p.add_argument("--repeat", type=int, default=20, help="timed runs per backend (median)")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--db", help="tuning database for tvm-tuned")
+    p.add_argument("--db", help="tuning database for tvm-tuned (a folder from `yolov7c tune`, "
+                                "or a packed .tar.gz)")
+    p.add_argument("--db-any-cpu", action="store_true", help=ANY_CPU_HELP)
     p.add_argument("--tune-trials", type=int, default=0,
                    help="tune in the run (into --db) when the database is missing")
     p.add_argument("--out", help="write (merge into) this result JSON; `yolov7c report --zoo "
@@ -102,17 +130,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from ..api.backends import compile as compile_
-    res = compile_(args.model, args.out, target=args.target, img=args.img, nc=args.nc,
-                   seed=args.seed, deploy=not args.no_deploy, db=args.db, arch=args.arch,
-                   mcpu=args.mcpu, frontend=args.frontend,
-                   nvcc=False if args.no_nvcc else None)
+    with _flags_in_messages():
+        res = compile_(args.model, args.out, target=args.target, img=args.img, nc=args.nc,
+                       seed=args.seed, deploy=not args.no_deploy, db=args.db, arch=args.arch,
+                       mcpu=args.mcpu, frontend=args.frontend,
+                       nvcc=False if args.no_nvcc else None, db_any_cpu=args.db_any_cpu)
     if args.json:
         emit_json(res)
     else:
-        print(f"wrote {res['path']} for {res['target']} {res['target_json']}")
+        print(f"wrote {res['path']} for {res['target']}{_target_brief(res['target_json'])}")
         for n in res.get("notes", []):
             print(f"  {n}")
     return 0
+
+
+def _target_brief(target_json: str) -> str:
+    """`` (znver3, 2 cores)`` from a target's JSON (its mattr list is long; --json has it)."""
+    import json
+    try:
+        t = json.loads(target_json)
+    except ValueError:
+        return f" {target_json}"
+    parts = [str(t[k]) for k in ("mcpu", "arch", "device") if t.get(k)]
+    if t.get("num-cores"):
+        parts.append(f"{t['num-cores']} cores")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -136,10 +178,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from ..api.backends import bench
     from ..backends.bench import table
-    res = bench(args.model, img=args.img, nc=args.nc, seed=args.seed,
-                backends=[b for b in args.backends.split(",") if b], threads=args.threads,
-                repeat=args.repeat, warmup=args.warmup, db=args.db,
-                tune_trials=args.tune_trials, deploy=not args.no_deploy, out=args.out)
+    backends = None if args.backends is None else [b for b in args.backends.split(",") if b]
+    with _flags_in_messages():
+        res = bench(args.model, img=args.img, nc=args.nc, seed=args.seed, backends=backends,
+                    threads=args.threads, repeat=args.repeat, warmup=args.warmup, db=args.db,
+                    tune_trials=args.tune_trials, deploy=not args.no_deploy, out=args.out,
+                    db_any_cpu=args.db_any_cpu)
     if args.json:
         emit_json(res)
     else:

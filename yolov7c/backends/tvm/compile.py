@@ -2,9 +2,14 @@
 
 The library is written next to a small JSON sidecar (``<out>.json``: target, input shape,
 dtype and layout, output names, how much of it is tuned) that :mod:`.runtime` reads to run
-it. Both appear only when everything succeeded. Untuned CPU builds use TVM's default fusion
-with the default schedule of :mod:`.fallback` (outer loops in parallel, no search: still
-far slower than onnxruntime); pass a tuning database for speed.
+it. Both appear only when everything succeeded.
+
+An untuned CPU build uses the default CPU pipeline with default schedules for every kernel
+(:func:`.pipeline.build`: each conv a register-blocked seed tiling for the target's vector
+unit, the rest in parallel): on yolov7-tiny at 416 it ran at 1.1-2.1x onnxruntime's latency
+(``benchmarks/tvm_untuned.py``, AVX2, loaded machine; before, without them, 26-36x), and it
+says in one line how far from tuned it is likely to be and the command that tunes it. A tuning database is checked
+against this CPU before anything is built (:func:`check_database`).
 """
 from __future__ import annotations
 
@@ -47,35 +52,81 @@ class CompileResult:
     layout: str = "NCHW"
 
 
+# How much faster a tuned CPU build of yolov7-tiny at 416 is than the untuned one, as
+# measured (benchmarks/results/tvm_untuned_yolov7-tiny_416.json: untuned 1.1-2.1x
+# onnxruntime on an AVX2 Zen 3, under load; tuned 0.93x onnxruntime on AVX-512 after 30
+# min): the compile-time hint quotes it.
+TUNED_SPEEDUP = "1.2-2x"
+TUNE_MINUTES = "15-30"
+
+
 @dataclass
 class DbCoverage:
     """What a database brings to one build: the model's kernels, how many of them have a
-    record, the records matched, and the pipeline the build used (the database's)."""
+    record, the records matched, the pipeline the build used (the database's), the conv
+    kernels that got a seed tiling instead, and how the database's CPU differs."""
     tasks: int = 0
     tuned: int = 0
     records: int = 0
     pipeline: str = "default"
+    seeded: int = 0
+    cpu_note: str | None = None
+
+
+def check_database(db_dir: str | os.PathLike, spec: T.TargetSpec,
+                   any_cpu: bool = False) -> str | None:
+    """Check a tuning database before any work: a missing, malformed (:func:`.database.
+    validate`) or hostile one, or one of another vector class than the CPU ``spec`` builds
+    for, is a one-line UserError (the latter naming the differing features and
+    ``db_any_cpu``); returns a note when the CPUs differ within a class (None when alike or
+    not a CPU target)."""
+    if not dbm.exists(db_dir):
+        raise UserError(f"db_dir {db_dir}: no tuning database there; tune into it first or "
+                        "leave db_dir out", arg="db_dir")
+    d = dbm.resolve_dir(db_dir)
+    meta = dbm.read_meta(d)
+    dbm.validate(d)     # every line, bounded: a broken file is refused here, not in TVM
+    if spec.target.get("kind") != "llvm":
+        return None
+    return dbm.check_cpu(db_dir, meta, T.cpu_facts(spec.target), any_cpu)
 
 
 def build(mod, spec: T.TargetSpec, db_dir: str | os.PathLike | None = None,
-          facts: DbCoverage | None = None, default_schedules: bool = True):
+          facts: DbCoverage | None = None, default_schedules: bool = True,
+          any_cpu: bool = False, pipeline: str | None = None):
     """Relax IRModule → VMExecutable; with ``db_dir``, tuned schedules from that database
-    (after checking it was tuned for this CPU; ``facts`` receives its coverage)."""
+    (after :func:`check_database`; ``facts`` receives its coverage). Without one, the
+    target's default pipeline (or ``pipeline``: "zero" builds 3-4x faster and runs ~25x
+    slower on CPU) with default schedules for every kernel (see the module doc)."""
     target = spec.tvm_target()
-    if db_dir is None:   # TVM's default fusion, with the default schedules of pl.build
-        return pl.build(mod, target, "zero", default_schedules=default_schedules)
-    from .tuning import coverage
-    d = dbm.resolve_dir(db_dir)
-    meta = dbm.read_meta(d)
-    if spec.target.get("kind") == "llvm":
-        dbm.check_cpu(db_dir, meta, spec.target, T.cpu_identity(spec.target),
-                      explicit_mcpu=spec.target.get("mcpu") != T.host_cpu()["mcpu"])
-    pipeline = meta.get("pipeline", "zero")
-    db = dbm.open_database(d)
     f = facts if facts is not None else DbCoverage()
+    extra: dict = {}
+    if db_dir is None:
+        f.pipeline = pl.check(pipeline) if pipeline else \
+            pl.default_for(spec.target.get("kind"))
+        ex = pl.build(mod, target, f.pipeline, default_schedules=default_schedules,
+                      facts=extra)
+        f.seeded = extra.get("seeded", 0)
+        return ex
+    from .tuning import coverage
+    f.cpu_note = check_database(db_dir, spec, any_cpu)
+    d = dbm.resolve_dir(db_dir)
+    pipeline = dbm.read_meta(d).get("pipeline", "zero")
+    db = dbm.open_database(d)
     f.tuned, f.tasks, f.records = coverage(mod, spec, db, pipeline)
     f.pipeline = pipeline
-    return pl.build(mod, target, pipeline, db, default_schedules)
+    ex = pl.build(mod, target, pipeline, db, default_schedules, facts=extra)
+    f.seeded = extra.get("seeded", 0)
+    return ex
+
+
+def untuned_hint(spec: T.TargetSpec, model: str, img: Sequence[int], seeded: int) -> str:
+    """The one line an untuned CPU build prints: how far from tuned, and how to tune."""
+    size = img[0] if img[0] == img[-1] else f"{img[0]},{img[-1]}"
+    return (f"untuned: default schedules ({seeded} convs with seeded {spec.vector.isa} "
+            f"tilings); a tuned build is likely {TUNED_SPEEDUP} faster here. Tune "
+            f"({TUNE_MINUTES} min on 2 cores): yolov7c tune {model} --img {size} --db "
+            f"tune_db, then add --db tune_db to this command")
 
 
 def cuda_source(ex) -> str:
@@ -115,14 +166,18 @@ def compile_model(model: nn.Module, target: str, img: int | Sequence[int],
                   out: str | os.PathLike, *, arch: str | None = None, mcpu: str | None = None,
                   db_dir: str | os.PathLike | None = None, raw: bool = False,
                   frontend: str = "torch", nvcc: bool | None = None,
-                  verbose: bool = True) -> CompileResult:
+                  verbose: bool = True, db_any_cpu: bool = False,
+                  name: str = "MODEL", pipeline: str | None = None) -> CompileResult:
     """Compile ``model`` (eval/deploy form) for ``target`` at ``img`` and write ``out``.
 
     ``nvcc`` (default: when nvcc is on PATH) compiles CUDA kernels ahead of time as a check.
     Raises UserError for an unknown target, missing cross compiler, bad image size, a missing
-    database or one tuned for another CPU; nothing is written unless the build succeeded.
+    database or one tuned for another CPU class (``db_any_cpu``: use it anyway), before any
+    work; nothing is written unless the build succeeded. ``name``: the model as the user
+    named it, for the untuned build's hint. ``pipeline``: an untuned build's pipeline
+    (default: the target's; "zero" is the quick build of a library run a few times).
     """
-    spec = _check(target, arch, mcpu, db_dir, out)
+    spec, _ = _check(target, arch, mcpu, db_dir, out, db_any_cpu)
     h, w = check_img_size(model, img)
     say = log.info if verbose else log.debug
     t0 = time.perf_counter()
@@ -130,18 +185,19 @@ def compile_model(model: nn.Module, target: str, img: int | Sequence[int],
     mod = to_relax(model, (h, w), raw=raw, frontend=frontend)
     secs = {"import": time.perf_counter() - t0}
     return _finish(mod, spec, [1, 3, h, w], output_names(model, raw), out, db_dir, nvcc, secs,
-                   say)
+                   say, db_any_cpu, name, pipeline)
 
 
 def compile_onnx(path: str | os.PathLike, target: str, out: str | os.PathLike, *,
                  img: int | Sequence[int] | None = None, arch: str | None = None,
                  mcpu: str | None = None, db_dir: str | os.PathLike | None = None,
-                 nvcc: bool | None = None, verbose: bool = True) -> CompileResult:
+                 nvcc: bool | None = None, verbose: bool = True,
+                 db_any_cpu: bool = False) -> CompileResult:
     """Compile an ONNX file (TVM's ONNX frontend) for users who only have the ``.onnx``.
 
     The input shape is the file's; ``img`` fills dynamic height/width (or must agree with
     the static ones). Batch is 1 where the file leaves it dynamic."""
-    spec = _check(target, arch, mcpu, db_dir, out)
+    spec, _ = _check(target, arch, mcpu, db_dir, out, db_any_cpu)
     say = log.info if verbose else log.debug
     t0 = time.perf_counter()
     shape, outputs, dynamic = onnx_input_shape(path, img)
@@ -149,7 +205,8 @@ def compile_onnx(path: str | os.PathLike, target: str, out: str | os.PathLike, *
     mod = from_onnx_file(path, shape)
     secs = {"import": time.perf_counter() - t0}
     try:
-        return _finish(mod, spec, list(shape), outputs, out, db_dir, nvcc, secs, say)
+        return _finish(mod, spec, list(shape), outputs, out, db_dir, nvcc, secs, say,
+                       db_any_cpu, "MODEL")   # tune takes the model's source, not its .onnx
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - TVM's errors on shape-computing graphs
@@ -161,28 +218,37 @@ def compile_onnx(path: str | os.PathLike, target: str, out: str | os.PathLike, *
 
 
 def _check(target: str, arch: str | None, mcpu: str | None,
-           db_dir: str | os.PathLike | None, out: str | os.PathLike) -> T.TargetSpec:
+           db_dir: str | os.PathLike | None, out: str | os.PathLike,
+           any_cpu: bool) -> tuple[T.TargetSpec, str | None]:
+    """Everything that can be refused before the (slow) import and build."""
     spec = T.resolve(target, arch=arch, mcpu=mcpu)
     T.check_toolchain(spec)
-    if db_dir is not None and not dbm.exists(db_dir):
-        raise UserError(f"db_dir {db_dir}: no tuning database there; tune into it first or "
-                        "leave db_dir out", arg="db_dir")
     if Path(out).suffix not in (".so", ".tar"):
         raise UserError(f"out {out}: library name must end in .so (or .tar)", arg="out")
-    return spec
+    note = check_database(db_dir, spec, any_cpu) if db_dir is not None else None
+    return spec, note
 
 
 def _finish(mod, spec: T.TargetSpec, shape: list[int], outputs: list[str],
             out: str | os.PathLike, db_dir: str | os.PathLike | None, nvcc: bool | None,
-            secs: dict[str, float], say: Callable[..., None]) -> CompileResult:
+            secs: dict[str, float], say: Callable[..., None], any_cpu: bool = False,
+            name: str = "MODEL", pipeline: str | None = None) -> CompileResult:
     """Build ``mod`` (tuned from ``db_dir`` if given), export ``out`` and its sidecar."""
     out = Path(out)
     notes: list[str] = []
     t0 = time.perf_counter()
     say("[compile] build for %s: %s", spec.name, json.dumps(spec.target))
     facts = DbCoverage()
-    ex = build(mod, spec, db_dir, facts)
+    ex = build(mod, spec, db_dir, facts, any_cpu=any_cpu, pipeline=pipeline)
     secs["build"] = time.perf_counter() - t0
+    if db_dir is None and spec.target.get("kind") == "llvm" and spec.runs_here \
+            and pl.get(facts.pipeline).seeds:
+        msg = untuned_hint(spec, name, shape[2:], facts.seeded)
+        say("[compile] %s", msg)       # the CLI prints the notes (verbose=False here)
+        notes.append(msg)
+    if facts.cpu_note:
+        say("[compile] %s", facts.cpu_note)
+        notes.append(facts.cpu_note)
     if db_dir is not None:
         if facts.tuned == 0:
             msg = (f"untuned: the database covers none of the {facts.tasks} tasks (it was "
@@ -192,7 +258,8 @@ def _finish(mod, spec: T.TargetSpec, shape: list[int], outputs: list[str],
             msg = (f"tuned: the database covers {facts.tuned} of {facts.tasks} tasks "
                    f"({facts.records} records, {facts.pipeline} pipeline)")
             if facts.tuned < facts.tasks:
-                msg += f"; {facts.tasks - facts.tuned} tasks use the untuned default schedule"
+                msg += (f"; {facts.tasks - facts.tuned} tasks use the untuned default schedule"
+                        f" ({facts.seeded} convs seeded)")
             say("[compile] %s", msg)
         notes.append(msg)
 
@@ -211,7 +278,7 @@ def _finish(mod, spec: T.TargetSpec, shape: list[int], outputs: list[str],
                          f"({size / 1e6:.2f} MB fatbin)")
     meta = CompileResult(str(out), spec.name, str(spec.tvm_target()), shape, outputs,
                          facts.records, secs, notes, facts.tasks, facts.tuned,
-                         facts.pipeline if db_dir is not None else "default")
+                         facts.pipeline)
 
     t0 = time.perf_counter()
     say("[compile] export %s%s", out, f" with {spec.cross_cxx}" if spec.cross_cxx else "")

@@ -30,7 +30,13 @@ database keeps building to what it was tuned for.
   the prepack pipeline existed are "zero" ones and keep building with it.
 
 Functions that the database does not cover get a default schedule: dlight's rules on GPU
-targets, :mod:`.fallback` (outer loops in parallel) on CPU.
+targets; on CPU, with a seeding pipeline, each NHWC conv its first seed tiling
+(:func:`.seeds.seed_database`) and every other kernel :mod:`.fallback` (outer loops in
+parallel). An untuned CPU build uses the default pipeline (:data:`CPU_DEFAULT`) this way.
+
+Channel multiples (the detect head's padding, Winograd eligibility, vector splits) come
+from the target's vector unit (``targets.vector_facts``: 16 fp32 lanes on AVX-512, 8 on
+AVX2, 4 on NEON), so a pipeline means the same on every CPU of one vector class.
 """
 from __future__ import annotations
 
@@ -97,16 +103,19 @@ def fast_sigmoid(bb, call):
     return bb.call_te(sigmoid, x, primfunc_name_hint="tir_sigmoid")
 
 
-def _rewrite(mod, pipeline: str):
-    """The graph rewrites of ``pipeline`` (:mod:`.rewrites`), before fusion."""
+def _rewrite(mod, target, pipeline: str):
+    """The graph rewrites of ``pipeline`` (:mod:`.rewrites`), before fusion; channel
+    multiples from ``target``'s vector lanes (16 on AVX-512, 8 on AVX2, 4 on NEON)."""
     p = get(pipeline)
     if not p.nhwc:
         return mod
     from . import rewrites
-    mod = rewrites.to_nhwc(rewrites.chain_same_pools(mod))
+    from .targets import vector_facts
+    lanes = vector_facts(target).lanes
+    mod = rewrites.to_nhwc(rewrites.chain_same_pools(mod), lanes)
     if p.winograd:
         from . import winograd
-        mod = winograd.rewrite(mod)
+        mod = winograd.rewrite(mod, lanes)
     return mod
 
 
@@ -133,14 +142,20 @@ def tuning_module(mod, target, pipeline: str):
     import tvm
     with target:
         return tvm.transform.Sequential(_fuse_passes(target, check(pipeline)))(
-            _rewrite(mod, pipeline))
+            _rewrite(mod, target, pipeline))
 
 
 def build(mod, target, pipeline: str, database: Any | None = None,
-          default_schedules: bool = True):
+          default_schedules: bool = True, facts: dict | None = None):
     """Relax module → VMExecutable: fuse, apply ``database`` (if any), prepack, default
-    schedules for what is left (``default_schedules=False``: CPU kernels stay as written,
-    for measuring what the defaults bring), then TVM's default lowering (``tvm.compile``)."""
+    schedules for what is left, then TVM's default lowering (``tvm.compile``).
+
+    Default schedules (``default_schedules=False``: CPU kernels stay as written, for
+    measuring what the defaults bring): on CPU, for a pipeline with seeds, each NHWC conv
+    the database does not cover gets its first seed tiling (:func:`.seeds.seed_database`:
+    register-blocked, parallel, prepacked weights like a tuned record), a Winograd kernel
+    its first parameter point, everything else :mod:`.fallback`; dlight's rules on GPU.
+    ``facts`` (a dict) receives ``seeded``: the conv tasks that got a seed."""
     import contextlib
 
     import tvm
@@ -149,14 +164,23 @@ def build(mod, target, pipeline: str, database: Any | None = None,
     from tvm.s_tir import dlight as dl
 
     p = get(pipeline)
+    cpu = target.kind.name == "llvm"
     with contextlib.ExitStack() as stack:
         stack.enter_context(target)
-        if database is not None:
-            stack.enter_context(database)
         stack.enter_context(tvm.transform.PassContext(opt_level=3))
-        m = tvm.transform.Sequential(_fuse_passes(target, pipeline))(_rewrite(mod, pipeline))
+        m = tvm.transform.Sequential(_fuse_passes(target, pipeline))(
+            _rewrite(mod, target, pipeline))
+        if cpu and p.seeds and default_schedules:
+            from tvm.s_tir.meta_schedule.database import OrderedUnionDatabase
+
+            from .seeds import seed_database
+            seeded, n = seed_database(m, target, database)
+            if facts is not None:
+                facts["seeded"] = n
+            database = seeded if database is None else OrderedUnionDatabase(database, seeded)
         if database is not None:
-            m = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(m)
+            with database:
+                m = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(m)
         if p.prepack:
             m = tvm.transform.Sequential([
                 relax.transform.SplitLayoutRewritePreproc(),
@@ -165,7 +189,7 @@ def build(mod, target, pipeline: str, database: Any | None = None,
         if rp.BackendDispatcher.is_gpu_target(target):
             m = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                         dl.gpu.GeneralReduction(), dl.gpu.Fallback())(m)
-        elif target.kind.name == "llvm" and default_schedules:
+        elif cpu and default_schedules:
             from .winograd import default_rule
             m = dl.ApplyDefaultSchedule(default_rule(), cpu_fallback())(m)
         return tvm.compile(m, target)

@@ -19,9 +19,10 @@ tests): they change how the network is computed, never what it computes.
   compute for an integer factor, without the per-element float coordinate arithmetic
   (the resize+concat kernel took 2.3 ms at 416 after tuning).
 - :func:`pad_conv_channels`: a convolution whose output channels are not a multiple of the
-  vector width (the detect heads' 255 = 3 × 85) computes 256 with a zero filter and drops
-  the extra channel (a slice the decode absorbs): its schedule then works in whole vectors
-  instead of a 51-lane tail (the P3 head took 3.2 ms at 416, 55 GFLOP/s).
+  target's vector width (16 fp32 lanes on AVX-512, 8 on AVX2, 4 on NEON; the detect
+  heads' 255 = 3 × 85) computes 256 with a zero filter and drops the extra channel (a
+  slice the decode absorbs): its schedule then works in whole vectors instead of a 51-lane
+  tail (the P3 head took 3.2 ms at 416, 55 GFLOP/s).
 - :func:`to_nhwc`: convolutions in NHWC / OHWI (channels innermost, so a schedule
   vectorizes over output channels with unit-stride weight reads); everything between
   convolutions follows, the only transposes left are at the input and before the detect
@@ -30,6 +31,8 @@ tests): they change how the network is computed, never what it computes.
 from __future__ import annotations
 
 from collections import defaultdict
+
+from .shapes import ints
 
 MAX_POOL = "relax.nn.max_pool2d"
 
@@ -119,13 +122,6 @@ def leaky_as_max(mod):
     return _map_functions(mod, lambda f: rewrite_call(pattern, as_max, f))
 
 
-def _ints(values) -> list[int] | None:
-    try:
-        return [int(v) for v in values]
-    except (TypeError, ValueError):
-        return None
-
-
 def head_from_nhwc(mod):
     """``permute(reshape(permute(x, NHWC→NCHW), (b, a, c, h, w)), (0, 1, 3, 4, 2))`` →
     ``permute(reshape(x, (b, h, w, a, c)), (0, 3, 1, 2, 4))`` (see the module doc)."""
@@ -138,13 +134,13 @@ def head_from_nhwc(mod):
 
     def simplify(call, matches):
         first = matches[inner]
-        s5 = _ints(getattr(matches[shape], "values", []))
-        if (_ints(call.attrs.axes or []) != [0, 1, 3, 4, 2] or
-                _ints(first.attrs.axes or []) != [0, 3, 1, 2] or s5 is None or len(s5) != 5):
+        s5 = ints(getattr(matches[shape], "values", []))
+        if (ints(call.attrs.axes or []) != [0, 1, 3, 4, 2] or
+                ints(first.attrs.axes or []) != [0, 3, 1, 2] or s5 is None or len(s5) != 5):
             return call
         b, a, c, h, w = s5
         src = matches[x]
-        src_shape = _ints(getattr(getattr(src, "ty", None), "shape", None) or [])
+        src_shape = ints(getattr(getattr(src, "ty", None), "shape", None) or [])
         if src_shape != [b, h, w, a * c]:
             return call
         return relax.op.permute_dims(relax.op.reshape(src, (b, h, w, a, c)), [0, 3, 1, 2, 4])
@@ -152,12 +148,10 @@ def head_from_nhwc(mod):
     return _map_functions(mod, lambda f: rewrite_call(pattern, simplify, f))
 
 
-VECTOR_CHANNELS = 16      # fp32 lanes of an AVX-512 register
-
-
-def pad_conv_channels(mod, multiple: int = VECTOR_CHANNELS):
+def pad_conv_channels(mod, multiple: int):
     """NCHW/OIHW convolutions with constant weights and ``C_out % multiple != 0`` (and more
-    than ``multiple`` channels) → the padded convolution, then a channel slice."""
+    than ``multiple`` channels) → the padded convolution, then a channel slice.
+    ``multiple``: the target's fp32 vector lanes (``TargetSpec.vector_lanes``)."""
     import numpy as np
     from tvm import relax
     from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
@@ -174,8 +168,8 @@ def pad_conv_channels(mod, multiple: int = VECTOR_CHANNELS):
             return call
         extra = -oc % multiple
         padded = np.concatenate([weight, np.zeros((extra, *weight.shape[1:]), weight.dtype)])
-        conv = relax.op.nn.conv2d(call.args[0], relax.const(padded), _ints(a.strides),
-                                  _ints(a.padding), _ints(a.dilation), 1, "NCHW", "OIHW",
+        conv = relax.op.nn.conv2d(call.args[0], relax.const(padded), ints(a.strides),
+                                  ints(a.padding), ints(a.dilation), 1, "NCHW", "OIHW",
                                   "NCHW", a.out_dtype or None)
         return relax.op.strided_slice(conv, [1], [0], [oc])
 
@@ -199,8 +193,8 @@ def nearest_as_broadcast(mod):
     def as_broadcast(call, matches):
         a = call.attrs
         src = call.args[0]
-        shape = _ints(getattr(getattr(src, "ty", None), "shape", None) or [])
-        out_hw = _ints(getattr(matches[size], "values", []))
+        shape = ints(getattr(getattr(src, "ty", None), "shape", None) or [])
+        out_hw = ints(getattr(matches[size], "values", []))
         layout = str(a.layout)
         if (str(a.method) != "nearest_neighbor" or len(shape) != 4 or not out_hw
                 or (str(a.coordinate_transformation_mode), str(a.rounding_method))
@@ -222,13 +216,15 @@ def nearest_as_broadcast(mod):
     return _map_functions(mod, lambda f: rewrite_call(pattern, as_broadcast, f))
 
 
-def to_nhwc(mod):
-    """Convolutions in NHWC/OHWI, the ops between them following (see the module doc)."""
+def to_nhwc(mod, lanes: int):
+    """Convolutions in NHWC/OHWI, the ops between them following (see the module doc);
+    ``lanes``: the target's fp32 vector lanes (the channel multiple of
+    :func:`pad_conv_channels`)."""
     import tvm
     from tvm import relax
     mod = tvm.transform.Sequential([
         relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
-        relax.transform.Normalize()])(leaky_as_max(pad_conv_channels(mod)))
+        relax.transform.Normalize()])(leaky_as_max(pad_conv_channels(mod, lanes)))
     return nearest_as_broadcast(head_from_nhwc(mod))
 
 

@@ -22,51 +22,62 @@ one ran in 4.8 ms against the default's 1.6 ms.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
+
+from .shapes import divisors
+from .targets import AVX512, VectorFacts, vector_facts
+from .winograd import candidate_schedules, is_winograd
 
 # SSRSRS tiling of conv2d_nhwc's loops (n, h, w, oc, kh, kw, ic): 4-way spatial splits,
 # 2-way reduction splits, in that order
 CONV_TILE_PARTS = (4, 4, 4, 4, 2, 2, 2)
-VECTOR_LANES = 16            # fp32 lanes of a 512-bit register (AVX-512)
-MAX_ACCUMULATORS = 28        # of 32 vector registers: the rest hold weights and a broadcast
 UNROLL_CHOICE = 1            # index into MetaSchedule's unroll candidates [0, 16, 64, 512]
+MAX_VECTORIZE = 64           # MetaSchedule's vectorize extent for llvm (the trace's annotation)
 # An injective kernel with more blocks keeps its default schedule. Blocks stand for the
 # search's cost (each sampled candidate is postprocessed block by block): the fused decode
 # of a P5 model has 52 (a fast_exp sigmoid is 11 of them), a BN + SiLU epilogue 16.
 MAX_SEARCHED_BLOCKS = 40
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def register_tiles(w: int, oc: int) -> Iterator[tuple[int, int]]:
-    """(w4, oc4) register blocks, best first: ``oc4`` output channels in whole vectors where
-    ``oc`` allows (else the largest divisor ≤ 64), ``w4`` the widest row that fits the
-    accumulators."""
-    ocs = [d for d in (32, 16, 64) if oc % d == 0] or [max(d for d in _divisors(oc) if d <= 64)]
+def register_tiles(w: int, oc: int, vec: VectorFacts = AVX512) -> Iterator[tuple[int, int]]:
+    """(w4, oc4) register blocks for a CPU with the vector unit ``vec``, best first: ``oc4``
+    output channels in whole vectors where ``oc`` allows (two vectors first; else the
+    largest divisor ≤ 4 vectors), ``w4`` the widest row that fits the accumulators."""
+    lanes = vec.lanes
+    ocs = [d for d in (2 * lanes, lanes, 4 * lanes) if oc % d == 0] or \
+        [max(d for d in divisors(oc) if d <= 4 * lanes)]
     seen = set()
     for oc4 in ocs:
-        vecs = -(-oc4 // VECTOR_LANES)
-        fits = [d for d in _divisors(w) if d * vecs <= MAX_ACCUMULATORS and d <= 16]
+        vecs = -(-oc4 // lanes)
+        fits = [d for d in divisors(w) if d * vecs <= vec.accumulators and d <= 16]
         for w4 in sorted(fits, reverse=True)[:2]:
             if (w4, oc4) not in seen:
                 seen.add((w4, oc4))
                 yield w4, oc4
 
 
-def conv_decisions(extents: list[int], limit: int = 4) -> list[list[list[int]]]:
+def conv_decisions(extents: list[int], limit: int = 4,
+                   vec: VectorFacts = AVX512) -> list[list[list[int]]]:
     """Tile decisions for conv loop extents (n, h, w, oc, kh, kw, ic): rows in parallel, a
     register block innermost, the reduction inside it whole (or in 64-channel slices when
     the weight block would not stay in L2)."""
     n, h, w, oc, kh, kw, ic = extents
     out: list[list[list[int]]] = []
-    for w4, oc4 in register_tiles(w, oc):
+    for w4, oc4 in register_tiles(w, oc, vec):
         slices = [ic]
         if kh * kw * ic * oc4 * 4 > 256 * 1024 and ic % 64 == 0:
             slices = [64, ic]
+        # the innermost tile loops (w, oc) are fused into one vector loop when their
+        # product fits MetaSchedule's vectorize extent. Where the channel tile is all the
+        # channels, that loop runs over whole output pixels, and TVM 0.27 miscompiled it
+        # (a 3->8 channel stride-2 conv read out of bounds: NaN); such a row goes one tile
+        # level out instead, so only channels are vectorized. (With a partial channel
+        # tile, as in yolov7's convs, the fused loop computed correctly: kept, it is
+        # what the register blocking wants.)
+        inner = oc4 == oc and w4 * oc4 <= MAX_VECTORIZE
+        ws = [1, w // w4, w4, 1] if inner else [1, w // w4, 1, w4]
         for ic2 in slices:
-            out.append([[n, 1, 1, 1], [h, 1, 1, 1], [1, w // w4, 1, w4],
+            out.append([[n, 1, 1, 1], [h, 1, 1, 1], ws,
                         [1, oc // oc4, 1, oc4], [1, kh], [1, kw], [ic // ic2, ic2]])
     return out[:limit]
 
@@ -97,13 +108,14 @@ def seed_schedules(ctx, limit: int = 4) -> list:
     spaces = sorted(spaces, key=lambda sp: "ReverseComputeAt" not in
                     [i.kind.name for i in sp.trace.insts])
     per_space = max(1, limit // max(1, len(spaces) - 1))
+    vec = vector_facts(ctx.target)
     for space in spaces:
         trace = space.trace
         tiles = _conv_tiles(trace)
         if tiles is None:
             continue
         unroll = [i for i in trace.insts if i.kind.name == "SampleCategorical"]
-        for decisions in conv_decisions([_extent(trace, t) for t in tiles], per_space):
+        for decisions in conv_decisions([_extent(trace, t) for t in tiles], per_space, vec):
             t = trace
             for inst, d in zip(tiles, decisions):
                 t = t.with_decision(inst, d, remove_postproc=True)
@@ -135,7 +147,6 @@ def _injective_blocks(mod) -> int | None:
 def searchable(ctx) -> bool:
     """False for a large injective kernel, which keeps its (measured) default schedule, and
     for a Winograd kernel, whose candidates are its parameter points (:mod:`.winograd`)."""
-    from .winograd import is_winograd
     if is_winograd(ctx.mod["main"]):
         return False
     n = _injective_blocks(ctx.mod)
@@ -164,7 +175,6 @@ def measure_seeds(ctx, builder, runner, database, limit: int = 4) -> int:
     from tvm.s_tir.meta_schedule.database import TuningRecord
     from tvm.s_tir.meta_schedule.runner import RunnerInput
 
-    from .winograd import candidate_schedules
     schs = candidate_schedules(ctx) or seed_schedules(ctx, limit)
     fallback = fallback_schedule(ctx) if not schs else None
     if fallback is not None:
@@ -188,5 +198,61 @@ def measure_seeds(ctx, builder, runner, database, limit: int = 4) -> int:
     return added
 
 
+def light_context(mod, target, task_name: str = "main", seed: int = 0):
+    """A ``TuneContext`` that can generate ``mod``'s design space, without the search.
+
+    ``TuneContext.__init__`` imports ``tvm.s_tir.tensor_intrin`` (every tensor intrinsic of
+    every target: 47 s of CPU on this project's 2-core machines, for fp32 CPU kernels that
+    tensorize nothing), so this builds the context through its FFI constructor with the
+    plain LLVM rules, which name no intrinsic. For an untuned build's seeds, never for
+    tuning (the tuner's contexts keep TVM's own rules for the target)."""
+    from tvm.s_tir.meta_schedule import TuneContext, _ffi_api
+    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+    from tvm.s_tir.meta_schedule.space_generator import PostOrderApply
+    space = PostOrderApply(sch_rules="llvm", postprocs="llvm", mutator_probs="llvm")
+    ctx = TuneContext.__new__(TuneContext)
+    ctx.__init_handle_by_constructor__(_ffi_api.TuneContext, mod, target, space, None,
+                                       task_name, 1, seed,
+                                       get_logging_func(get_logger("yolov7c.tvm.seeds")))
+    _ffi_api.TuneContextInitialize(ctx)
+    return ctx
+
+
+SEED_RUN_SECS = 1.0     # an unmeasured seed's "time": worse than any measured record
+
+
+def seed_database(fused, target, tuned: Any | None = None):
+    """An in-memory database holding, for each NHWC convolution task of the fused module
+    that ``tuned`` (a tuning database, or None) has no record of, its first seed tiling
+    (unmeasured: the register-blocked tiling :func:`register_tiles` ranks first for the
+    target's vector unit). Returns (database, tasks seeded).
+
+    This is what makes an untuned CPU build sane: without it every conv runs as written
+    (one scalar loop nest per output element, 28x slower than onnxruntime on yolov7-tiny at
+    416); with it convs run register-blocked and in parallel. Other kernels get the
+    default rules of the build (:mod:`.fallback`, the Winograd first point)."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.database import TuningRecord
+    db = ms.database.MemoryDatabase(module_equality="structural")
+    n = 0
+    for task in ms.relax_integration.extract_tasks(fused, target):
+        mod = task.dispatched[0]
+        if "conv2d_nhwc" not in mod.script(show_meta=False):
+            continue
+        if tuned is not None and tuned.has_workload(mod) and \
+                tuned.get_top_k(tuned.commit_workload(mod), 1):
+            continue
+        schs = seed_schedules(light_context(mod, target, task.task_name), limit=1)
+        if not schs:
+            continue
+        sch = schs[0]
+        db.commit_tuning_record(TuningRecord(
+            sch.trace, db.commit_workload(mod), [SEED_RUN_SECS], target,
+            ArgInfo.from_entry_func(sch.mod, remove_preproc=True)))
+        n += 1
+    return db, n
+
+
 __all__ = ["conv_decisions", "fallback_schedule", "measure_seeds", "register_tiles",
-           "searchable", "seed_schedules"]
+           "searchable", "seed_database", "seed_schedules"]

@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from .rewrites import _ints
-from .seeds import MAX_ACCUMULATORS, _divisors
-from .seeds import VECTOR_LANES as LANES
+from .shapes import divisors, ints
+from .targets import AVX512, VectorFacts, vector_facts
 
 TILE = 4                      # output tile (m); the input tile is m + 2 = 6
 ALPHA = TILE + 2
@@ -127,8 +126,9 @@ def compute(x, u):
     return te.compute((n_, h_, w_, k_), out, name="wino_out")
 
 
-def eligible(data_shape, weight_shape, attrs) -> bool:
-    """Whether an NHWC/OHWI conv (shapes as ints) is one :func:`compute` implements."""
+def eligible(data_shape, weight_shape, attrs, lanes: int) -> bool:
+    """Whether an NHWC/OHWI conv (shapes as ints) is one :func:`compute` implements with
+    channels in whole vectors of ``lanes`` fp32 lanes."""
     if not data_shape or len(data_shape) != 4 or len(weight_shape) != 4:
         return False
     _, h, w, c = data_shape
@@ -136,9 +136,9 @@ def eligible(data_shape, weight_shape, attrs) -> bool:
     return (str(attrs.data_layout) == "NHWC" and str(attrs.kernel_layout) == "OHWI"
             and str(attrs.out_layout) == "NHWC" and int(attrs.groups) == 1
             and (kh, kw) == (3, 3) and wc == c
-            and _ints(attrs.strides) == [1, 1] and _ints(attrs.dilation) == [1, 1]
-            and _ints(attrs.padding) == [1, 1, 1, 1]
-            and c % LANES == 0 and k % LANES == 0 and h % TILE == 0 and w % TILE == 0
+            and ints(attrs.strides) == [1, 1] and ints(attrs.dilation) == [1, 1]
+            and ints(attrs.padding) == [1, 1, 1, 1]
+            and c % lanes == 0 and k % lanes == 0 and h % TILE == 0 and w % TILE == 0
             and (h // TILE) * (w // TILE) >= MIN_TILES
             and str(attrs.out_dtype or "float32") == "float32")
 
@@ -161,8 +161,9 @@ def _constant(expr, lookup) -> np.ndarray | None:
     return None
 
 
-def rewrite(mod):
-    """Eligible NHWC 3×3 convs (:func:`eligible`) → Winograd ``call_tir`` (see module doc)."""
+def rewrite(mod, lanes: int):
+    """Eligible NHWC 3×3 convs (:func:`eligible`) → Winograd ``call_tir`` (see module doc);
+    ``lanes``: the target's fp32 vector lanes."""
     import tvm
     from tvm import relax
 
@@ -173,10 +174,10 @@ def rewrite(mod):
             if getattr(call.op, "name", "") != "relax.nn.conv2d":
                 return call
             # None for a symbolic dimension
-            data_shape = _ints(getattr(getattr(call.args[0], "ty", None), "shape", None) or [])
+            data_shape = ints(getattr(getattr(call.args[0], "ty", None), "shape", None) or [])
             weight = _constant(call.args[1], self.lookup_binding)
             if (weight is None or weight.dtype != np.float32
-                    or not eligible(data_shape, weight.shape, call.attrs)):
+                    or not eligible(data_shape, weight.shape, call.attrs, lanes)):
                 return call
             out = self.builder_.call_te(compute, call.args[0],
                                         relax.const(weight_transform(weight)),
@@ -206,22 +207,25 @@ def is_winograd(func) -> bool:
     return all(b in names for b in BLOCKS)
 
 
-def parameter_points(tiles_w: int, k: int, limit: int = CANDIDATES) -> list[tuple[int, int, int]]:
+def parameter_points(tiles_w: int, k: int, limit: int = CANDIDATES,
+                     vec: VectorFacts = AVX512) -> list[tuple[int, int, int]]:
     """(tiles per chunk, output channels per GEMM block, tiles per register block), best
     guess first: chunks of a whole row of tiles where it is short (≤ 20), register blocks
-    of 16-28 accumulators."""
-    chunks = sorted((d for d in _divisors(tiles_w) if 4 <= d <= 20), reverse=True) \
+    of half to all of ``vec``'s accumulators (16-28 of AVX-512's 32 registers, 8-12 of
+    AVX2's 16)."""
+    lanes, acc = vec.lanes, vec.accumulators
+    chunks = sorted((d for d in divisors(tiles_w) if 4 <= d <= 20), reverse=True) \
         or [tiles_w]
     out = []
-    for kb in (64, 32, 128, 16):
+    for kb in (4 * lanes, 2 * lanes, 8 * lanes, lanes):
         if k % kb:
             continue
-        vecs = kb // LANES
+        vecs = kb // lanes
         for pt in chunks:
-            regs = [d for d in _divisors(pt) if d * vecs <= MAX_ACCUMULATORS and d <= 12]
+            regs = [d for d in divisors(pt) if d * vecs <= acc and d <= 12]
             for pi in sorted(regs, key=lambda d: -d * vecs)[:2]:
                 out.append((pt, kb, pi))
-    out.sort(key=lambda t: (-(t[0] >= 10), -(16 <= t[2] * t[1] // LANES <= MAX_ACCUMULATORS),
+    out.sort(key=lambda t: (-(t[0] >= 10), -(vec.registers // 2 <= t[2] * t[1] // lanes <= acc),
                             -t[0]))
     return out[:limit]
 
@@ -234,8 +238,9 @@ def _shape(sch) -> tuple[int, int]:
     return w // TILE, extents("wino_gemm")[3]
 
 
-def apply_schedule(sch, chunk: int, kb: int, pi: int) -> None:
-    """The hand schedule (module doc) on a fused Winograd kernel, in place."""
+def apply_schedule(sch, chunk: int, kb: int, pi: int, lanes: int) -> None:
+    """The hand schedule (module doc) on a fused Winograd kernel, in place; vectors of
+    ``lanes`` fp32 lanes."""
     names = [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
     # the padding, the output gather and the fused epilogue (bias, activation) all inline
     # into the last block, which writes the result: its loops anchor the schedule
@@ -250,13 +255,13 @@ def apply_schedule(sch, chunk: int, kb: int, pi: int) -> None:
     sch.reorder(n, th, two, twi, vh, vw, k)
     po = sch.fuse(n, th, two)
     sch.parallel(po)
-    _, ki = sch.split(k, [None, LANES])
+    _, ki = sch.split(k, [None, lanes])
     sch.unroll(vw)
     sch.vectorize(ki)
     inv = sch.get_sblock("wino_inv_rows")
     sch.compute_at(inv, po, preserve_unit_loops=True)
     i_, v_, p_, k_ = sch.get_loops(inv)[1:]
-    k1, k2 = sch.split(k_, [None, LANES])
+    k1, k2 = sch.split(k_, [None, lanes])
     sch.reorder(p_, k1, i_, v_, k2)
     sch.unroll(i_)
     sch.unroll(v_)
@@ -266,7 +271,7 @@ def apply_schedule(sch, chunk: int, kb: int, pi: int) -> None:
     e, v, p, k, rc = sch.get_loops(gemm)[1:]
     ko, kin = sch.split(k, [None, kb])
     po2, pin = sch.split(p, [None, pi])
-    kvo, kv = sch.split(kin, [None, LANES])
+    kvo, kv = sch.split(kin, [None, lanes])
     sch.reorder(e, v, ko, po2, rc, pin, kvo, kv)
     sch.unroll(pin)
     sch.unroll(kvo)
@@ -276,7 +281,7 @@ def apply_schedule(sch, chunk: int, kb: int, pi: int) -> None:
     data = sch.get_sblock("wino_data")
     sch.compute_at(data, po, preserve_unit_loops=True)
     e, v, p, c = sch.get_loops(data)[1:]
-    co, ci = sch.split(c, [None, LANES])
+    co, ci = sch.split(c, [None, lanes])
     sch.reorder(p, co, e, v, ci)
     rows = sch.get_sblock("wino_rows")
     sch.compute_at(rows, co, preserve_unit_loops=True)
@@ -297,17 +302,17 @@ def _has_root(sch) -> bool:
         return False
 
 
-def schedules(func, limit: int = CANDIDATES, postprocs=()) -> list:
-    """Traced schedules of ``func`` at its parameter points (postprocessed when
-    ``postprocs`` are given, as the tuner's records are)."""
+def schedules(func, limit: int = CANDIDATES, postprocs=(), vec: VectorFacts = AVX512) -> list:
+    """Traced schedules of ``func`` at its parameter points for a CPU with the vector unit
+    ``vec`` (postprocessed when ``postprocs`` are given, as the tuner's records are)."""
     from tvm import s_tir
     base = s_tir.Schedule(func)
     tiles_w, k = _shape(base)
     out = []
-    for pt, kb, pi in parameter_points(tiles_w, k, limit):
+    for pt, kb, pi in parameter_points(tiles_w, k, limit, vec):
         sch = s_tir.Schedule(func)
         try:
-            apply_schedule(sch, pt, kb, pi)
+            apply_schedule(sch, pt, kb, pi, vec.lanes)
         except Exception:  # noqa: BLE001 - a point this kernel's epilogue cannot take
             continue
         if postprocs:
@@ -322,7 +327,7 @@ def candidate_schedules(ctx, limit: int = CANDIDATES) -> list:
     """The tuner's measured candidates for a Winograd task ([] for any other task)."""
     if not is_winograd(ctx.mod["main"]):
         return []
-    return schedules(ctx.mod, limit, ctx.space_generator.postprocs)
+    return schedules(ctx.mod, limit, ctx.space_generator.postprocs, vector_facts(ctx.target))
 
 
 def default_rule():
@@ -333,7 +338,7 @@ def default_rule():
         def apply(self, func, target, _tunable) -> Any:
             if target.kind.name != "llvm" or not is_winograd(func):
                 return None
-            found = schedules(func, limit=1)
+            found = schedules(func, limit=1, vec=vector_facts(target))
             return found[0] if found else None
 
     return WinogradDefault()
