@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from yolov7c.api.models import deploy
     from yolov7c.backends import common
-    from yolov7c.backends.bench import alternating_ms
+    from yolov7c.backends.bench import alternating_ms, cpu_name
     from yolov7c.backends.onnx import export_onnx, ort_session
     from yolov7c.backends.tvm import compile as tc
     from yolov7c.backends.tvm import pipeline as pl
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             r.update(median_ms=round(ms[k], 2), vs_onnxruntime=round(ms[k] / ort, 2))
     load1 = os.getloadavg()
     res = {"model": a.model, "img": a.img, "threads": threads, "host": host_cpu(),
-           "cpu": cpu_facts(), "cpu_name": _cpu_name(),
+           "cpu": cpu_facts(), "cpu_name": cpu_name(),
            "load_before": [round(v, 2) for v in load0],
            "load_after": [round(v, 2) for v in load1],
            "method": f"one alternating loop: {a.rounds} rounds x {a.block} timed calls per "
@@ -146,16 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(out.with_suffix(".md"), table + "\n")
     print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def default_backends() -> list[str]:
 log = logging.getLogger("yolov7c.bench")
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name, for the machine line of benchmark reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -287,7 +288,7 @@ def measure(train: nn.Module, dep: nn.Module, img: int, *, model: str = "model",
     except ImportError:
         tvm_v = None
     return {"format": FORMAT,
-            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+            "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                         "load1_before": round(load0, 2),
                         "load1_after": round(os.getloadavg()[0], 2),
                         "peak_gflops": round(peak, 1)},
