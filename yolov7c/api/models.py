@@ -29,7 +29,7 @@ from .. import zoo
 from ..backends.torch import checkpoint as ckpt_io
 from ..backends.torch.init_weights import randomize_weights
 from ..backends.torch.lower import lower
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..ir.graph import Graph
 from .args import check_img, check_memory, check_nc, check_seed, check_stride
 
@@ -175,8 +175,7 @@ def graph_from_dsl(path: str | os.PathLike) -> Graph:
     except UserError as e:
         raise UserError(f"{p}: {e}") from None
     except Exception as e:  # the user's code failed: say where, in one line
-        raise UserError(f"{p}:{_user_line(e, p)}: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}"[:300]) from None
+        raise UserError(one_line(f"{p}:{_user_line(e, p)}: {type(e).__name__}: {e}")) from None
     if not isinstance(obj, Graph):
         raise UserError(f"{p}: defines no `graph` (a yolov7c Graph) and no `build()` returning "
                         f"one; end the file with e.g. `graph = b.build()`")

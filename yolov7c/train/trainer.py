@@ -21,7 +21,7 @@ from torch import nn
 
 from ..backends.torch.checkpoint import save as save_checkpoint
 from ..data.dataset import DetectionDataset
-from ..errors import UserError
+from ..errors import UserError, one_line
 from . import ddp
 from .ema import ModelEMA, unwrap
 from .loader import TrainDataset, make_loader
@@ -328,7 +328,7 @@ class Trainer:
             if _oom(e):
                 raise UserError(
                     f"batch {self.s.batch} at img {self.s.img} does not fit in memory on "
-                    f"{self.device} ({str(e).splitlines()[0][:120]}); lower batch (e.g. "
+                    f"{self.device} ({one_line(e, 120)}); lower batch (e.g. "
                     f"{max(self.s.batch // 2, 1)}) or img", arg="batch") from None
             raise
         return parts.detach().float().cpu()
