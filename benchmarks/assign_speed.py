@@ -256,7 +256,7 @@ def main() -> int:
         print(json.dumps(child(m, int(n), impl, args.img, args.batch, args.repeat,
                                args.max_gb, args.device)))
         return 0
-    from yolov7c.eval.progress import Progress
+    from yolov7c.progress import Progress
     # fewest targets first, so an interrupted run still has the small cases
     runs = [(m, n, impl) for n in sorted(args.targets) for m in args.models
             for impl in ("ours", "per-image")]

@@ -143,7 +143,7 @@ def test_transfer_reinitialises_head_on_new_nc(tiny: nn.Module) -> None:
 def test_progress_shows_images_per_second_and_eta(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from yolov7c.eval import progress as P
+    from yolov7c import progress as P
     now = [100.0]
     monkeypatch.setattr(P.time, "perf_counter", lambda: now[0])
     out = io.StringIO()

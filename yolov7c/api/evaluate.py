@@ -29,8 +29,8 @@ from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
 from ..eval.predict import Stopwatch, predict
 from ..eval.settings import DETECT, EVAL
 from ..eval.predictor import OnnxPredictor, TorchPredictor, TvmPredictor
-from ..eval.progress import Progress
-from ..eval.runs import next_run_dir
+from ..progress import Progress
+from ..run_dirs import next_run_dir
 from ..io_util import atomic_path
 
 log = logging.getLogger(__name__)

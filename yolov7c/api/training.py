@@ -24,7 +24,7 @@ from ..backends.torch import checkpoint as ckpt_io
 from ..backends.torch.lower import YoloModel, lower
 from ..data.dataset import DetectionDataset, load_dataset
 from ..errors import UserError
-from ..eval.runs import next_run_dir
+from ..run_dirs import next_run_dir
 from ..io_util import write_text_atomic
 from ..ir.graph import Graph
 from ..train import ddp

@@ -22,10 +22,10 @@ from ..data.batching import val_batches
 from ..data.dataset import DetectionDataset
 from ..errors import UserError
 from ..io_util import atomic_path
+from ..progress import Progress
 from .metrics import STAT_NAMES, coco_metrics, confusion_matrix
 from .predict import Stopwatch, predict
 from .settings import EVAL
-from .progress import Progress
 
 log = logging.getLogger(__name__)
 

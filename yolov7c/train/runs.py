@@ -1,6 +1,6 @@
 """A training run's folder: ``runs/train/expN/`` with ``weights/``, ``results.csv`` (one row per
 epoch), ``results.png`` (loss and mAP curves), ``labels.png`` (label distribution). Folder naming is
-``eval.runs.next_run_dir`` (the same rule as val/detect).
+``run_dirs.next_run_dir`` (the same rule as val/detect).
 
 Every file is written atomically, so a run killed at any moment leaves complete files.
 """

@@ -22,11 +22,11 @@ from torch import nn
 from ..backends.torch.checkpoint import save as save_checkpoint
 from ..data.dataset import DetectionDataset
 from ..errors import UserError, one_line
+from ..progress import Progress, hms
 from . import ddp
 from .ema import ModelEMA, unwrap
 from .loader import TrainDataset, make_loader
 from .optim import Schedule, accumulate_steps, build_optimizer
-from ..eval.progress import Progress, hms
 from .runs import plot_labels, plot_results, write_results
 
 log = logging.getLogger("yolov7c.train")

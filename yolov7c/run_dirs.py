@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import UserError
+from .errors import UserError
 
 
 def next_run_dir(project: str | os.PathLike = "runs/detect", name: str = "exp") -> Path:
