@@ -143,6 +143,7 @@ class Trainer:
         self.train_data, self.val_data = train_data, val_data
         self.evaluate_fn = evaluate_fn
         self.meta = dict(meta or {})
+        self.stopped_early = False      # set when --time-limit ends the run before its epochs
         torch.manual_seed(settings.seed)
 
         self.model = model.to(self.device).train()
@@ -228,7 +229,6 @@ class Trainer:
         t0 = t_start - self._time_before()  # time_s and the summary go on across resumes
         self._epoch_s: list[float] = []
         epoch = start
-        self.stopped_early = False
         try:
             for epoch in range(start, s.epochs):
                 t_epoch = time.perf_counter()
@@ -386,4 +386,4 @@ class Trainer:
                 "first_loss": h[0]["train/total"] if h else math.nan,
                 "last_loss": h[-1]["train/total"] if h else math.nan,
                 "results": str(self.run_dir / "results.csv"),
-                "stopped_early": bool(getattr(self, "stopped_early", False))}
+                "stopped_early": self.stopped_early}
