@@ -352,3 +352,14 @@ def test_crafted_so_with_a_made_up_sidecar_is_one_line(tmp_path: Path, monkeypat
     _png(tmp_path / "a.png")
     _one_line_2(*_main(["detect", str(so), "--source", "a.png"], capsys)[::2],
                 "not a library from `yolov7c compile`")
+
+
+def test_building_the_parser_imports_no_torch():
+    """Every verb's parser is built at start-up (even for --version): defaults it shows must
+    come from light modules, not from packages that import torch (1.8 s on 2 cores)."""
+    import subprocess
+    import sys
+    code = ("import sys, yolov7c.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'tvm', 'onnxruntime') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stdout

@@ -27,7 +27,7 @@ from ..errors import UserError, one_line
 from ..eval.draw import draw_boxes, yolo_lines
 from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
 from ..eval.predict import Stopwatch, predict
-from ..eval.settings import DETECT, EVAL
+from ..nms_settings import DETECT, EVAL
 from ..eval.predictor import OnnxPredictor, TorchPredictor, TvmPredictor
 from ..progress import Progress
 from ..run_dirs import next_run_dir

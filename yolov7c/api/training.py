@@ -8,6 +8,7 @@ fine-tuned (matching tensors transferred; with another ``nc`` the detection conv
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -39,14 +40,21 @@ WEIGHTLESS_SUFFIXES = (".py", ".yaml", ".yml")
 log = logging.getLogger("yolov7c.train")
 
 
+# the training settings' defaults, declared once on the Settings dataclass
+_S = {f.name: f.default for f in dataclasses.fields(Settings)
+      if f.default is not dataclasses.MISSING}
+
+
 def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int | None = None,
           epochs: int = 300, batch: int = 16, hyp: Any = None, nc: int | None = None,
-          device: str | None = None, seed: int = 0, resume: str | os.PathLike | None = None,
-          out: str | os.PathLike = "runs/train", name: str = "exp", workers: int = 2,
-          amp: bool | None = None, compile: bool = False, clip: float | None = None,
-          sync_bn: bool = True, val_batch: int | None = None,
-          min_warmup_iters: int = 1000, nominal_batch: int = 64,
-          time_limit: float | None = None, threads: int | None = None) -> dict[str, Any]:
+          device: str | None = _S["device"], seed: int = _S["seed"],
+          resume: str | os.PathLike | None = None, out: str | os.PathLike = "runs/train",
+          name: str = "exp", workers: int = _S["workers"], amp: bool | None = _S["amp"],
+          compile: bool = _S["compile"], clip: float | None = _S["clip"],
+          sync_bn: bool = _S["sync_bn"], val_batch: int | None = _S["val_batch"],
+          min_warmup_iters: int = _S["min_warmup_iters"],
+          nominal_batch: int = _S["nominal_batch"], time_limit: float | None = _S["time_limit"],
+          threads: int | None = None) -> dict[str, Any]:
     """Train ``source`` on ``data`` (a data YAML); returns the run summary (run folder, best
     and last checkpoints, best mAP@0.5 and mAP@0.5:0.95, first/last epoch loss).
 
@@ -166,7 +174,7 @@ def _evaluator(s: Settings):
     """Validation of the EMA module with the project's evaluator (pycocotools)."""
     from ..eval.evaluator import evaluate
     from ..eval.predictor import TorchPredictor
-    from ..eval.settings import EVAL
+    from ..nms_settings import EVAL
 
     def run(module: nn.Module, ds: DetectionDataset) -> dict:
         dev = str(next(module.parameters()).device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..eval.settings import DETECT, EVAL, NmsSettings
+from ..nms_settings import DETECT, EVAL, NmsSettings
 from . import emit_json
 
 MODEL_HELP = ("zoo name (random weights), checkpoint (.ckpt, official .pt), DSL .py, cfg .yaml, "

@@ -25,7 +25,7 @@ from ..io_util import atomic_path
 from ..progress import Progress
 from .metrics import STAT_NAMES, coco_metrics, confusion_matrix
 from .predict import Stopwatch, predict
-from .settings import EVAL
+from ..nms_settings import EVAL
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 
 from ..boxes import box_iou, xywh2xyxy
 from ..errors import UserError
-from .settings import DETECT
+from ..nms_settings import DETECT
 
 MAX_NMS = 30000     # boxes into NMS at most (the best by score), as in the official code
 CHUNK = 512         # boxes resolved per vectorized step
@@ -75,8 +75,8 @@ def nms(pred: torch.Tensor, conf: float = DETECT.conf, iou: float = DETECT.iou, 
     """Decoded head output (B, N, 5 + nc) — xywh, objectness, class probabilities — to one
     (n, 6) tensor per image: x1, y1, x2, y2, score, class, best first.
 
-    Defaults are the official detection settings (``settings.DETECT``); evaluation uses
-    ``settings.EVAL``.
+    Defaults are the official detection settings (``nms_settings.DETECT``); evaluation uses
+    ``nms_settings.EVAL``.
     """
     pred = torch.as_tensor(pred).float()
     if pred.dim() != 3 or pred.shape[-1] < 6:
