@@ -114,6 +114,15 @@ def _field(r: dict, key: str, where: str, path: Path, check: Any, expect: str) -
     return r[key]
 
 
+def _unique_id(record: Any, where: str, path: Path, seen: set[int]) -> int:
+    """The record's integer ``id``, refused when an earlier record of its list had it."""
+    rid = _field(record, "id", where, path, is_int, "an integer id")
+    if rid in seen:
+        raise UserError(f"{path}: {where}: id {rid} appears twice; ids are unique")
+    seen.add(rid)
+    return rid
+
+
 def check_coco(gt: Any, path: Path) -> tuple[list[dict], list[dict], list[dict]]:
     """Validate a parsed COCO instances file; return (images, annotations, categories).
 
@@ -135,19 +144,13 @@ def check_coco(gt: Any, path: Path) -> tuple[list[dict], list[dict], list[dict]]
         raise UserError(f"{path}: 'categories' is empty; list the classes")
     seen: set[int] = set()
     for i, c in enumerate(cats):
-        cid = _field(c, "id", f"categories[{i}]", path, is_int, "an integer id")
-        if cid in seen:
-            raise UserError(f"{path}: categories[{i}]: id {cid} appears twice; ids are unique")
-        seen.add(cid)
+        _unique_id(c, f"categories[{i}]", path, seen)
         if "name" in c and not isinstance(c["name"], (str, int)):
             raise UserError(f"{path}: categories[{i}]: 'name' is {show(c['name'], 40)}; "
                             f"expected a string")
     img_ids: set[int] = set()
     for i, im in enumerate(images):
-        iid = _field(im, "id", f"images[{i}]", path, is_int, "an integer id")
-        if iid in img_ids:
-            raise UserError(f"{path}: images[{i}]: id {iid} appears twice; ids are unique")
-        img_ids.add(iid)
+        _unique_id(im, f"images[{i}]", path, img_ids)
         fn = _field(im, "file_name", f"images[{i}]", path,
                     lambda v: isinstance(v, str) and v.strip() and "\0" not in v,
                     "the image's file name")
