@@ -123,6 +123,9 @@ def _no(key: str, value: object = None, drop: bool = False):
     (_no("categories", [{"id": i} for i in range(200_000)]), ("200,000 categories",)),
     (lambda gt: [gt], ("needs 'images', 'annotations' and 'categories'",)),
     (lambda gt: {**gt, "images": [5]}, ("images[0] is 5, not an object",)),
+    (lambda gt: {**gt, "categories": gt["categories"] * 2},
+     ("categories[1]: id 3 appears twice",)),
+    (lambda gt: {**gt, "images": gt["images"] * 2}, ("images[1]: id 1 appears twice",)),
 ])
 def test_bad_coco_records_are_named(tmp_path, mutate, needles):
     p = coco_set(tmp_path, mutate(GOOD))
