@@ -4,7 +4,8 @@ Every ``import`` in every module of ``yolov7c`` (module level and inside functio
 import is still a dependency) is read with ``ast``, resolved to the module it names, and
 checked against the layering, bottom → top:
 
-    errors, io_util, figures, synthetic, boxes, limits, progress, run_dirs, nms_settings → ir → zoo → backends → passes, report → data → eval →
+    errors, io_util, figures, synthetic, boxes, limits, progress, run_dirs, nms_settings,
+    eval_settings, train_defaults → ir → zoo → backends → passes, report → data → eval →
     train → api, e2e → cli
 
 A module may import modules of its own layer or below. Cycles are checked between units
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1] / "yolov7c"
 
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "io_util", "figures", "synthetic", "boxes", "limits", "progress", "nms_settings",
-     "run_dirs"),
+     "run_dirs", "eval_settings", "train_defaults"),
     ("ir",),
     ("zoo",),
     ("backends",),

@@ -36,6 +36,7 @@ FLAG_RANGES: dict[str, tuple[int | float, int | float]] = {
     "score": (0.0, 1.0),
     "rtol": (1e-12, 1.0),
     "max_det": (1, 100_000),
+    "pad": (0.0, 64.0),                # strides of border around rectangular val batches
     # scaling
     "depth": (0.05, 16.0),
     "width": (0.05, 16.0),

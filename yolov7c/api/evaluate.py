@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +28,8 @@ from ..errors import UserError, one_line
 from ..eval.draw import draw_boxes, yolo_lines
 from ..eval.evaluator import evaluate, resolve_img, to_records, write_outputs
 from ..eval.predict import Stopwatch, predict
-from ..nms_settings import DETECT, EVAL
+from ..eval_settings import EvalSettings
+from ..nms_settings import DETECT
 from ..eval.predictor import OnnxPredictor, TorchPredictor, TvmPredictor
 from ..progress import Progress
 from ..run_dirs import next_run_dir
@@ -99,29 +101,48 @@ def _only(backend: str | None, want: str, model: Any) -> None:
 
 
 def val(model: Any, data: str | os.PathLike, *, images: str | os.PathLike | None = None,
-        split: str = "val", img: int | None = None, batch_size: int = 16, conf: float = EVAL.conf,
-        iou: float = EVAL.iou, max_det: int = EVAL.max_det, backend: str | None = None,
-        nc: int | None = None, seed: int = 0, out: str | os.PathLike | None = "runs/val",
-        name: str = "exp", plots: bool = True, progress: bool = True,
-        rect: bool | None = None, pad: float = 0.0, device: str = "cpu") -> dict[str, Any]:
+        split: str = "val", img: int | None = None, batch_size: int | None = None,
+        conf: float | None = None, iou: float | None = None, max_det: int | None = None,
+        backend: str | None = None, nc: int | None = None, seed: int = 0,
+        out: str | os.PathLike | None = "runs/val", name: str = "exp", plots: bool = True,
+        progress: bool = True, rect: bool | None = None, pad: float | None = None,
+        device: str = "cpu") -> dict[str, Any]:
     """COCO metrics of ``model`` on ``data`` (a data YAML, or a COCO JSON with ``images``).
 
-    Writes ``predictions.json``, ``metrics.json`` and the plots to a new run folder under
-    ``out`` (``exp``, ``exp2``, ...; ``out=None`` writes nothing). Returns the metrics dict of
-    :func:`yolov7c.eval.evaluate`.
+    The evaluation settings given win; the others come from :func:`eval_settings` (a
+    training checkpoint's own record, else the defaults), so ``val`` of a run's checkpoint
+    reproduces the mAP the run reported. Writes ``predictions.json``, ``metrics.json`` and
+    the plots to a new run folder under ``out`` (``exp``, ``exp2``, ...; ``out=None`` writes
+    nothing). Returns the metrics dict of :func:`yolov7c.eval.evaluate`.
     """
-    _check_thresholds(conf, iou, max_det)
+    es = eval_settings(model, img=img, batch=batch_size, conf=conf, iou=iou, max_det=max_det,
+                       rect=rect, pad=pad)
+    _check_thresholds(es.conf, es.iou, es.max_det)
     ds = load_dataset(data, split, images)
     if nc is None and _weightless(model):
         nc = ds.nc
-    img = default_eval_img(model, img)
-    pred = make_predictor(model, backend=backend, img=img, nc=nc, seed=seed, device=device)
-    res = evaluate(pred, ds, img=img, batch_size=batch_size, conf=conf, iou=iou,
-                   max_det=max_det, out_dir=None, plots=plots, progress=progress, rect=rect,
-                   pad=pad, keep_outputs=out is not None)
+    pred = make_predictor(model, backend=backend, img=es.img, nc=nc, seed=seed, device=device)
+    res = evaluate(pred, ds, **es.evaluate_kw(), out_dir=None, plots=plots, progress=progress,
+                   keep_outputs=out is not None)
     if out is not None:  # the run folder is claimed only once there is something to write
         res = write_outputs(next_run_dir(out, name), res, ds, plots)
     return res
+
+
+def eval_settings(model: Any, **given: Any) -> EvalSettings:
+    """The evaluation settings of ``val``: the ``given`` ones (None: not given) over the
+    record our training checkpoint ``model`` keeps of its run's validation (said in one
+    line), else over the defaults (the official NMS settings, batch ``VAL_BATCH``, the size
+    a checkpoint was trained at or 640)."""
+    given = {k: v for k, v in given.items() if v is not None}
+    from .training import trained_eval
+    recorded = trained_eval(model)
+    if recorded is None:
+        return EvalSettings(**{"img": default_eval_img(model, given.get("img")), **given})
+    wins = ", ".join(f"{k} {v}" for k, v in given.items() if getattr(recorded, k) != v)
+    log.info("eval settings from the checkpoint: %s%s", recorded.describe(),
+             f" (given: {wins})" if wins else "")
+    return replace(recorded, **given)
 
 
 def default_eval_img(model: Any, img: int | None) -> int:
@@ -201,25 +222,18 @@ def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int | 
     img = resolve_img(img, pred)
     run = next_run_dir(out, name) if out is not None else None
     watch = Stopwatch()
+    nms = dict(conf=conf, iou=iou, max_det=max_det, classes=classes, agnostic=agnostic)
     results, records, label_names = [], [], None
     with Progress(len(files), f"detect {pred.name}", progress and len(files) > 1,
                   unit="img") as bar:
-        for k, f in enumerate(files):
-            with watch("preprocess"):
-                try:
-                    im = read_image(f)
-                except UserError as e:
-                    log.warning("%s; skipped", e)
-                    bar.update()
-                    continue
-                shape = pred.fixed_shape or (img, img)
-                x, r, pad = letterbox(im, shape, stride=pred.stride,
-                                      auto=pred.fixed_shape is None)
-            out_t, (d,) = predict(pred, to_tensor([x]), [r], [pad], [im.shape[:2]], conf=conf,
-                                  iou=iou, max_det=max_det, classes=classes,
-                                  agnostic=agnostic, watch=watch)
+        for f in files:
+            one = _detect_one(pred, f, img, watch, nms)
+            bar.update()
+            if one is None:
+                continue
+            im, n_out, d = one
             if label_names is None:
-                label_names = _names_for(out_t.shape[-1] - 5, names, data)
+                label_names = _names_for(n_out - 5, names, data)
             results.append({"path": str(f), "shape": list(im.shape[:2]),
                             "detections": np.round(d, 3).tolist()})
             if run is not None:
@@ -228,24 +242,43 @@ def detect(model: Any, source: str | os.PathLike | Sequence[str], *, img: int | 
                 stem = Path(f).stem
                 records += to_records(d, int(stem) if stem.isdigit() else stem,
                                       list(range(len(label_names))))
-            bar.update()
-    if files and not results:  # every image unreadable: an error, and no empty run folder
-        if run is not None and not any(run.iterdir()):
-            run.rmdir()
-        shown = " ".join(map(str, source)) if isinstance(source, (list, tuple)) else source
-        raise UserError(f"source {one_line(shown, 80)}: none of its {len(files)} images could "
-                        "be read (see the warnings); give readable images", arg="source")
-    n = max(len(results), 1)
+    if files and not results:
+        _refuse_unreadable(source, len(files), run)
     res: dict[str, Any] = {"backend": pred.name, "img": img, "conf": conf, "iou": iou,
                            "images": len(results), "skipped": len(files) - len(results),
                            "names": label_names, "results": results,
-                           "speed": watch.per_image_ms(n),
+                           "speed": watch.per_image_ms(max(len(results), 1)),
                            "out_dir": str(run) if run is not None else None}
     if run is not None and save_json:
         with atomic_path(run / "predictions.json", ".json") as tmp:
             tmp.write_text(json.dumps(records))
         res["predictions"] = str(run / "predictions.json")
     return res
+
+
+def _detect_one(pred: Any, f: Path, img: int, watch: Stopwatch, nms: dict[str, Any]
+                ) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """(the image, the model's output width, its (n, 6) detections in original pixels) of
+    one file; None (with a warning) for an unreadable one."""
+    with watch("preprocess"):
+        try:
+            im = read_image(f)
+        except UserError as e:
+            log.warning("%s; skipped", e)
+            return None
+        shape = pred.fixed_shape or (img, img)
+        x, r, pad = letterbox(im, shape, stride=pred.stride, auto=pred.fixed_shape is None)
+    out_t, (d,) = predict(pred, to_tensor([x]), [r], [pad], [im.shape[:2]], watch=watch, **nms)
+    return im, out_t.shape[-1], d
+
+
+def _refuse_unreadable(source: Any, files: int, run: Path | None) -> None:
+    """Every image unreadable: an error, and no empty run folder left behind."""
+    if run is not None and not any(run.iterdir()):
+        run.rmdir()
+    shown = " ".join(map(str, source)) if isinstance(source, (list, tuple)) else source
+    raise UserError(f"source {one_line(shown, 80)}: none of its {files} images could be read "
+                    "(see the warnings); give readable images", arg="source")
 
 
 def _save_one(run: Path, f: Path, im: np.ndarray, d: np.ndarray, names: list[str],

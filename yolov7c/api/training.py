@@ -25,6 +25,7 @@ from ..backends.torch import checkpoint as ckpt_io
 from ..backends.torch.lower import YoloModel, lower
 from ..data.dataset import DetectionDataset, load_dataset
 from ..errors import UserError
+from ..eval_settings import META_KEY as EVAL_META_KEY, EvalSettings
 from ..run_dirs import next_run_dir
 from ..io_util import write_text_atomic
 from ..ir.graph import Graph
@@ -33,6 +34,7 @@ from ..train.hyp import load_hyp, save_hyp
 from ..train.resume import check_resume
 from ..train.trainer import Settings, Trainer, check_data
 from ..train.transfer import transfer
+from ..train_defaults import TRAIN
 from .args import check_img, check_nc, default_img, image_size, positive_float, positive_int
 from .models import model_name, resolve, with_nc
 
@@ -40,16 +42,16 @@ WEIGHTLESS_SUFFIXES = (".py", ".yaml", ".yml")
 log = logging.getLogger("yolov7c.train")
 
 
-# the training settings' defaults, declared once on the Settings dataclass
+# the training settings' defaults: Settings' own (which come from train_defaults.TRAIN)
 _S = {f.name: f.default for f in dataclasses.fields(Settings)
       if f.default is not dataclasses.MISSING}
 
 
 def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int | None = None,
-          epochs: int = 300, batch: int = 16, hyp: Any = None, nc: int | None = None,
-          device: str | None = _S["device"], seed: int = _S["seed"],
-          resume: str | os.PathLike | None = None, out: str | os.PathLike = "runs/train",
-          name: str = "exp", workers: int = _S["workers"], amp: bool | None = _S["amp"],
+          epochs: int = TRAIN.epochs, batch: int = TRAIN.batch, hyp: Any = None,
+          nc: int | None = None, device: str | None = _S["device"], seed: int = _S["seed"],
+          resume: str | os.PathLike | None = None, out: str | os.PathLike = TRAIN.project,
+          name: str = TRAIN.name, workers: int = _S["workers"], amp: bool | None = _S["amp"],
           compile: bool = _S["compile"], clip: float | None = _S["clip"],
           sync_bn: bool = _S["sync_bn"], val_batch: int | None = _S["val_batch"],
           min_warmup_iters: int = _S["min_warmup_iters"],
@@ -61,9 +63,9 @@ def train(source: Any = None, data: str | os.PathLike | None = None, *, img: int
     ``batch`` is the total over all processes (torchrun); ``hyp`` a preset (``p5``, ``p6``,
     ``tiny``; default by model), a YAML file or a dict; ``nc`` trains a new head with that
     many classes; ``resume`` a run folder (or its last.ckpt) to continue exactly where it
-    stopped. ``min_warmup_iters`` (1000) and ``nominal_batch`` (64: images per optimizer
-    step, by gradient accumulation) are the official values; tiny datasets and tests lower
-    them. ``time_limit`` (seconds) stops after the epoch that would overrun it. ``img``
+    stopped. ``min_warmup_iters`` and ``nominal_batch`` (images per optimizer step, by
+    gradient accumulation) default to the official values (``train_defaults.TRAIN``, like
+    every default here); tiny datasets and tests lower them. ``time_limit`` (seconds) stops after the epoch that would overrun it. ``img``
     defaults to the data's image size when its images are smaller than the model's default
     size, else to the size a checkpoint source was trained at, else the model's (logged).
     ``threads``: torch threads for this call (on a busy 2-core machine 1 is much faster)."""
@@ -141,7 +143,7 @@ def _train(source: Any, data: str | os.PathLike | None, *, img: int | None, epoc
     if report is not None:
         meta["transfer"] = json.dumps(report.as_dict())
     trainer = Trainer(model, settings, run_dir, _criterion, _evaluator(settings), train_ds,
-                      val_ds, meta=meta)
+                      val_ds, meta=_checkpoint_meta(settings, meta))
     summary = trainer.fit()
     if report is not None:
         summary["transfer"] = report.summary()
@@ -170,18 +172,29 @@ def _criterion(model: nn.Module, hyp: dict, img: int):
     return criterion(model, hyp, img)
 
 
+def validation_settings(s: Settings) -> EvalSettings:
+    """How a run validates each epoch: at its training size, with ``val_batch`` (default:
+    the training batch) and the official NMS settings; the checkpoints record them."""
+    return EvalSettings(img=s.img, batch=s.val_batch or max(s.batch, 1))
+
+
 def _evaluator(s: Settings):
     """Validation of the EMA module with the project's evaluator (pycocotools)."""
     from ..eval.evaluator import evaluate
     from ..eval.predictor import TorchPredictor
-    from ..nms_settings import EVAL
+    es = validation_settings(s)
 
     def run(module: nn.Module, ds: DetectionDataset) -> dict:
         dev = str(next(module.parameters()).device)
-        return evaluate(TorchPredictor(module, device=dev), ds, img=s.img,
-                        batch_size=s.val_batch or max(s.batch, 1), conf=EVAL.conf, iou=EVAL.iou,
+        return evaluate(TorchPredictor(module, device=dev), ds, **es.evaluate_kw(),
                         out_dir=None, plots=False, progress=True)
     return run
+
+
+def _checkpoint_meta(s: Settings, meta: dict) -> dict:
+    """``meta`` plus the record of how the run validates (``val`` of the checkpoint reuses
+    it, so it reproduces the mAP the run reported)."""
+    return {**meta, EVAL_META_KEY: validation_settings(s).as_meta()}
 
 
 def _run_dir(out: str | os.PathLike, name: str, e: ddp.DistEnv, device: str | None) -> Path:
@@ -300,7 +313,7 @@ def _resume(resume: str | os.PathLike, *, device: str | None, workers: int,
                                                                                or {})
     meta = {k: v for k, v in meta.items() if k in ("source", "data", "transfer")}
     trainer = Trainer(model, s, run_dir, _criterion, _evaluator(s), train_ds, val_ds,
-                      resume_extra=extra, meta=meta)
+                      resume_extra=extra, meta=_checkpoint_meta(s, meta))
     trainer.restore_ema(ck["state_dict"])
     return trainer.fit()
 
@@ -323,3 +336,19 @@ def trained_img(source: Any) -> int | None:
     settings = ck["extra"].get("settings")
     img = ck["meta"].get("img", settings.get("img") if isinstance(settings, dict) else None)
     return img if isinstance(img, int) and not isinstance(img, bool) and img > 0 else None
+
+
+def trained_eval(source: Any) -> EvalSettings | None:
+    """The settings the run that wrote our checkpoint ``source`` validated with (None for
+    any other source, and for checkpoints written before runs recorded them); a malformed
+    record is a one-line error naming the field."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    from .models import is_our_checkpoint
+    p = Path(os.fspath(source))
+    if not (p.is_file() and is_our_checkpoint(p)):
+        return None
+    meta = ckpt_io.read(p)["meta"]
+    if EVAL_META_KEY not in meta:
+        return None
+    return EvalSettings.from_meta(meta[EVAL_META_KEY], f"checkpoint {p}")

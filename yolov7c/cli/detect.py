@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..eval_settings import VAL_BATCH
 from ..nms_settings import DETECT, EVAL, NmsSettings
 from . import emit_json
 
@@ -12,16 +13,21 @@ MODEL_HELP = ("zoo name (random weights), checkpoint (.ckpt, official .pt), DSL 
               "an exported .onnx or a TVM library (.so)")
 
 
-def _model_args(p: argparse.ArgumentParser, nms: NmsSettings) -> None:
+def _model_args(p: argparse.ArgumentParser, nms: NmsSettings, recorded: bool = False) -> None:
+    """The model and post-processing flags. ``recorded`` (val): a flag not given is None, so
+    the settings a training checkpoint records win over the defaults shown."""
     conf, iou, max_det = nms.conf, nms.iou, nms.max_det
+    ck = "; a run's checkpoint: the settings it validated with" if recorded else ""
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--img", type=int, default=None,
                    help="input size; rounded up to the model's stride (default: the size a "
                    "checkpoint of ours was trained at, else 640)")
-    p.add_argument("--conf", type=float, default=conf, help=f"score threshold ({conf})")
-    p.add_argument("--iou", type=float, default=iou, help=f"NMS IoU threshold ({iou})")
-    p.add_argument("--max-det", type=int, default=max_det,
-                   help=f"boxes per image at most ({max_det})")
+    p.add_argument("--conf", type=float, default=None if recorded else conf,
+                   help=f"score threshold ({conf}{ck})")
+    p.add_argument("--iou", type=float, default=None if recorded else iou,
+                   help=f"NMS IoU threshold ({iou}{ck})")
+    p.add_argument("--max-det", type=int, default=None if recorded else max_det,
+                   help=f"boxes per image at most ({max_det}{ck})")
     p.add_argument("--backend", choices=["torch", "deploy", "onnxruntime", "tvm"],
                    help="how to run a torch source (default: torch; .onnx and .so files pick "
                    "their own)")
@@ -47,11 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("val", help="COCO mAP (pycocotools) of a model on a dataset, any backend")
-    _model_args(p, EVAL)
+    _model_args(p, EVAL, recorded=True)
     p.add_argument("--data", required=True, help="data YAML (YOLO layout) or COCO instances .json")
     p.add_argument("--images", help="image folder of a COCO .json (default: beside it)")
     p.add_argument("--split", default="val", help="data YAML split (val)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per batch (16)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per batch ({VAL_BATCH}; a run's checkpoint: the batch it "
+                   f"validated with)")
     p.add_argument("--no-plots", action="store_true", help="skip the PR and confusion plots")
     p.add_argument("--no-save", action="store_true", help="write no run folder")
     p.set_defaults(func=cmd_val)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..train_defaults import TRAIN
 from . import emit_json
 
 
@@ -21,31 +22,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--img", type=int, help="training and validation size (default: the data's "
                    "image size when smaller than the model's 640 P5 / 1280 P6, else a "
                    "checkpoint's training size, else the model's; printed)")
-    p.add_argument("--epochs", type=int, default=300, help="epochs (300)")
-    p.add_argument("--batch", type=int, default=16,
-                   help="total batch over all processes (16); gradients accumulate to 64")
+    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help=f"epochs ({TRAIN.epochs})")
+    p.add_argument("--batch", type=int, default=TRAIN.batch,
+                   help=f"total batch over all processes ({TRAIN.batch}); gradients "
+                   f"accumulate to --nominal-batch")
     p.add_argument("--hyp", help="hyperparameters: p5, p6, tiny or a YAML file "
                    "(default by model)")
     p.add_argument("--nc", type=int, help="train a new head with this many classes")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, order and "
-                   "augmentation (0)")
+    p.add_argument("--seed", type=int, default=TRAIN.seed, help="seed of weights, order and "
+                   f"augmentation ({TRAIN.seed})")
     p.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (or its "
                    "last.ckpt) exactly where it stopped")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes (2)")
-    p.add_argument("--project", dest="out", default="runs/train", metavar="DIR",
-                   help="parent folder of the run folders (runs/train)")
-    p.add_argument("--name", default="exp", help="run folder name (exp, exp2, ...)")
+    p.add_argument("--workers", type=int, default=TRAIN.workers,
+                   help=f"data loading processes ({TRAIN.workers})")
+    p.add_argument("--project", dest="out", default=TRAIN.project, metavar="DIR",
+                   help=f"parent folder of the run folders ({TRAIN.project})")
+    p.add_argument("--name", default=TRAIN.name,
+                   help=f"run folder name ({TRAIN.name}, {TRAIN.name}2, ...)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (CUDA)")
     p.add_argument("--clip", type=float, help="clip the gradient norm (off)")
     p.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="per-process BatchNorm statistics in multi-process runs")
-    p.add_argument("--nominal-batch", type=int, default=64,
-                   help="images per optimizer step by accumulation (64, the official)")
-    p.add_argument("--warmup-iters", dest="min_warmup_iters", type=int, default=1000,
-                   help="minimum warmup batches (1000, the official)")
+    p.add_argument("--nominal-batch", type=int, default=TRAIN.nominal_batch,
+                   help=f"images per optimizer step by accumulation ({TRAIN.nominal_batch}, "
+                   f"the official)")
+    p.add_argument("--warmup-iters", dest="min_warmup_iters", type=int,
+                   default=TRAIN.min_warmup_iters,
+                   help=f"minimum warmup batches ({TRAIN.min_warmup_iters}, the official)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's; on a busy "
                    "2-core machine 1 trains several times faster than 2)")
     p.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop after the epoch "

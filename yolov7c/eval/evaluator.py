@@ -1,7 +1,7 @@
 """COCO evaluation of any predictor on a dataset: batches → model → NMS → pycocotools.
 
-The settings are the official evaluation's (conf 0.001, IoU 0.65, multi-label NMS, 300 boxes
-per image, rectangular batches where the backend accepts any shape). Boxes go back to the
+The default settings are the official evaluation's (``nms_settings.EVAL``: a low score
+threshold, multi-label NMS; rectangular batches where the backend accepts any shape). Boxes go back to the
 original image before scoring, so every backend is judged on the same ground truth. Each stage
 is timed (ms per image). With ``out_dir``: ``predictions.json`` (COCO results),
 ``metrics.json``, ``pr_curve.png`` and ``confusion_matrix.png``, each written atomically.
@@ -12,7 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -72,8 +72,9 @@ def labels_px(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch_size: int = 16,
              conf: float = EVAL.conf, iou: float = EVAL.iou, max_det: int = EVAL.max_det,
-             out_dir: str | None = None, plots: bool = True, progress: bool = True,
-             rect: bool | None = None, pad: float = 0.0, keep_outputs: bool = False) -> dict:
+             multi_label: bool = EVAL.multi_label, out_dir: str | None = None,
+             plots: bool = True, progress: bool = True, rect: bool | None = None,
+             pad: float = 0.0, keep_outputs: bool = False) -> dict:
     """mAP and friends of ``predictor`` on ``dataset`` (see the module docstring).
 
     ``rect`` (default: when the backend takes any shape) uses rectangular batches; ``pad``
@@ -87,26 +88,57 @@ def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch
     if batch_size < 1:
         raise UserError(f"batch_size {batch_size}: must be at least 1", arg="batch_size")
     img = resolve_img(img, predictor)
+    bs, use_rect = _batching(predictor, batch_size, rect)
+    watch = Stopwatch()
+    batches = val_batches(dataset, img, bs, predictor.stride, rect=use_rect, pad=pad,
+                          fixed_shape=getattr(predictor, "fixed_shape", None))
+    records, per_image = _predict_all(predictor, dataset, batches, watch, progress,
+                                      conf=conf, iou=iou, max_det=max_det,
+                                      multi_label=multi_label)
+    with watch("metric"):
+        m = coco_metrics(dataset.gt_json(), records)
+    res: dict[str, Any] = {
+        "backend": predictor.name, "data": dataset.source, "images": len(dataset),
+        "labels": int(sum(len(lab) for lab in dataset.labels)), "img": img, "batch_size": bs,
+        "rect": use_rect, "conf": conf, "iou": iou, "max_det": max_det,
+        **_scores(m), "detections": len(records),
+        "confusion_matrix": _confusion(dataset, per_image).tolist(),
+        "speed": _speed(watch, len(dataset)), "skipped": list(dataset.skipped)}
+    if out_dir is not None or keep_outputs:
+        res.update(records=records, pr_curve=m["pr_curve"])
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        res = write_outputs(out, res, dataset, plots)
+    return res
+
+
+def _batching(predictor: Any, batch_size: int, rect: bool | None) -> tuple[int, bool]:
+    """(images per batch, rectangular batches): a fixed-batch library runs fewer at a time,
+    a fixed-shape one takes square batches only."""
     bs = min(batch_size, predictor.max_batch or batch_size)
     if bs < batch_size:
         log.info("%s runs %d image(s) at a time (its library has a fixed batch)", predictor.name,
                  bs)
     fixed = getattr(predictor, "fixed_shape", None)
-    use_rect = fixed is None if rect is None else (rect and fixed is None)
-    watch = Stopwatch()
+    return bs, fixed is None if rect is None else bool(rect and fixed is None)
+
+
+def _predict_all(predictor: Any, dataset: DetectionDataset, batches: Iterator[Any],
+                 watch: Stopwatch, progress: bool, **nms: Any
+                 ) -> tuple[list[dict], dict[int, np.ndarray]]:
+    """(COCO result records, detections by image index) of every batch, each phase timed;
+    a model whose classes are not the data's is refused at the first batch."""
     records: list[dict] = []
     per_image: dict[int, np.ndarray] = {}
-    it = val_batches(dataset, img, bs, predictor.stride, rect=use_rect, pad=pad,
-                     fixed_shape=fixed)
     with Progress(len(dataset), f"val {predictor.name}", progress, unit="img") as bar:
         while True:
             with watch("preprocess"):
-                batch = next(it, None)
+                batch = next(batches, None)
             if batch is None:
-                break
+                return records, per_image
             pred, dets = predict(predictor, batch.images, batch.ratios, batch.pads,
-                                 batch.shapes, conf=conf, iou=iou, max_det=max_det,
-                                 multi_label=EVAL.multi_label, watch=watch)
+                                 batch.shapes, watch=watch, **nms)
             if pred.shape[-1] - 5 != dataset.nc:
                 raise UserError(f"model predicts {pred.shape[-1] - 5} classes but the data has "
                                 f"{dataset.nc} ({dataset.source}); evaluate a model trained "
@@ -116,31 +148,28 @@ def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch
                     per_image[k] = d
                     records += to_records(d, dataset.image_ids[k], dataset.cat_ids)
             bar.update(len(batch.indices))
-    with watch("metric"):
-        m = coco_metrics(dataset.gt_json(), records)
+
+
+def _scores(m: dict) -> dict[str, Any]:
+    """The result's metric fields from pycocotools' ``m``."""
+    return {"map50": m["stats"][1], "map": m["stats"][0],
+            "precision": m["precision"], "recall": m["recall"],
+            "conf_at_best_f1": m["conf_at_best_f1"],
+            "stats": m["stats"], "stats_named": dict(zip(STAT_NAMES, m["stats"])),
+            "per_class": m["per_class"]}
+
+
+def _confusion(dataset: DetectionDataset, per_image: dict[int, np.ndarray]) -> np.ndarray:
     n = len(dataset)
-    cm = confusion_matrix([per_image[i] for i in range(n)],
-                          [labels_px(dataset.labels[i], dataset.shapes[i]) for i in range(n)],
-                          dataset.nc)
-    speed = watch.per_image_ms(n)
-    speed["images_per_s"] = n / max(watch.total, 1e-9)
-    res: dict[str, Any] = {
-        "backend": predictor.name, "data": dataset.source, "images": n,
-        "labels": int(sum(len(lab) for lab in dataset.labels)), "img": img, "batch_size": bs,
-        "rect": use_rect, "conf": conf, "iou": iou, "max_det": max_det,
-        "map50": m["stats"][1], "map": m["stats"][0],
-        "precision": m["precision"], "recall": m["recall"],
-        "conf_at_best_f1": m["conf_at_best_f1"],
-        "stats": m["stats"], "stats_named": dict(zip(STAT_NAMES, m["stats"])),
-        "per_class": m["per_class"], "detections": len(records),
-        "confusion_matrix": cm.tolist(), "speed": speed, "skipped": list(dataset.skipped)}
-    if out_dir is not None or keep_outputs:
-        res.update(records=records, pr_curve=m["pr_curve"])
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        res = write_outputs(out, res, dataset, plots)
-    return res
+    return confusion_matrix([per_image[i] for i in range(n)],
+                            [labels_px(dataset.labels[i], dataset.shapes[i]) for i in range(n)],
+                            dataset.nc)
+
+
+def _speed(watch: Stopwatch, images: int) -> dict[str, float]:
+    speed = watch.per_image_ms(images)
+    speed["images_per_s"] = images / max(watch.total, 1e-9)
+    return speed
 
 
 def write_outputs(out: Path, res: dict, dataset: DetectionDataset, plots: bool = True) -> dict:

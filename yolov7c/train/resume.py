@@ -28,6 +28,7 @@ from ..errors import UserError, show
 from ..limits import FLAG_RANGES
 from .hyp import load_hyp
 from .optim import build_optimizer
+from .runs import COLUMNS, LRS
 from .trainer import Settings
 
 # The ranges of the flags that set these fields on a new run: the CLI's own table.
@@ -37,8 +38,8 @@ SCHEDULE_KEYS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "war
 SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval",
                "_growth_tracker"}
 MAX_UPDATES = 10**12
-HISTORY_KEYS = ("epoch", "train/box", "train/obj", "train/cls", "train/total", "precision",
-                "recall", "mAP50", "mAP50-95", "time_s")
+# what plots, results.csv and the run's clock read back (the learning rates are not)
+HISTORY_KEYS = tuple(c for c in COLUMNS if c not in LRS)
 
 
 class _Check:

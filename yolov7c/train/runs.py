@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -16,8 +17,24 @@ import numpy as np
 from ..figures import pyplot, save_png
 from ..io_util import write_text_atomic
 
-COLUMNS = ("epoch", "train/box", "train/obj", "train/cls", "train/total", "precision",
-           "recall", "mAP50", "mAP50-95", "lr/no_decay", "lr/decay", "lr/bias", "time_s")
+# The columns of results.csv, declared once: the trainer's history rows, the plots and the
+# resume check read these names.
+LOSSES = ("train/box", "train/obj", "train/cls", "train/total")
+# each metric column and the evaluator's key it comes from
+METRICS = {"precision": "precision", "recall": "recall", "mAP50": "map50", "mAP50-95": "map"}
+LRS = ("lr/no_decay", "lr/decay", "lr/bias")
+COLUMNS = ("epoch", *LOSSES, *METRICS, *LRS, "time_s")
+
+
+def results_row(epoch: int, losses: Sequence[float], metrics: dict, lrs: Sequence[float],
+                time_s: float) -> dict:
+    """One epoch's row (``epoch`` counts from 1; a metric the evaluator did not give is
+    NaN, as for a run without validation)."""
+    row: dict = {"epoch": epoch, **dict(zip(LOSSES, losses, strict=True))}
+    row.update({col: float(metrics.get(key, math.nan)) for col, key in METRICS.items()})
+    row.update(zip(LRS, lrs, strict=True))
+    row["time_s"] = round(time_s, 2)
+    return row
 
 
 def write_results(path: Path, rows: Sequence[dict]) -> None:
@@ -36,8 +53,7 @@ def plot_results(path: Path, rows: Sequence[dict]) -> None:
     if not rows:
         return
     plt = pyplot()
-    keys = ("train/box", "train/obj", "train/cls", "train/total", "precision", "recall",
-            "mAP50", "mAP50-95")
+    keys = (*LOSSES, *METRICS)
     ep = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(2, 4, figsize=(14, 6), tight_layout=True)
     for ax, k in zip(axes.ravel(), keys):

@@ -23,11 +23,12 @@ from ..backends.torch.checkpoint import save as save_checkpoint
 from ..data.dataset import DetectionDataset
 from ..errors import UserError, one_line
 from ..progress import Progress, hms
+from ..train_defaults import TRAIN
 from . import ddp
 from .ema import ModelEMA, unwrap
 from .loader import TrainDataset, make_loader
 from .optim import Schedule, accumulate_steps, build_optimizer
-from .runs import plot_labels, plot_results, write_results
+from .runs import plot_labels, plot_results, results_row, write_results
 
 log = logging.getLogger("yolov7c.train")
 
@@ -47,15 +48,15 @@ class Settings:
     epochs: int
     batch: int                     # total images per step over all processes
     hyp: dict
-    seed: int = 0
-    workers: int = 2
+    seed: int = TRAIN.seed
+    workers: int = TRAIN.workers
     device: str | None = None      # None: CUDA when available, else CPU
     amp: bool | None = None        # None: on for CUDA
     compile: bool = False          # torch.compile (CUDA only)
     clip: float | None = None      # max gradient norm; off like the official recipe
     sync_bn: bool = True           # SyncBN in multi-process runs
-    min_warmup_iters: int = 1000   # the official floor on warmup batches
-    nominal_batch: int = 64        # images per optimizer step (by accumulation)
+    min_warmup_iters: int = TRAIN.min_warmup_iters   # floor on warmup batches
+    nominal_batch: int = TRAIN.nominal_batch         # images per optimizer step
     val_batch: int | None = None
     time_limit: float | None = None  # seconds: stop after the epoch that would overrun it
     source: str = ""
@@ -349,14 +350,7 @@ class Trainer:
         assert self.ema is not None
         metrics = (self.evaluate_fn(self.ema.module, self.val_data)
                    if self.evaluate_fn is not None and self.val_data is not None else {})
-        row = {"epoch": epoch + 1, "train/box": parts[0], "train/obj": parts[1],
-               "train/cls": parts[2], "train/total": parts[3],
-               "precision": float(metrics.get("precision", math.nan)),
-               "recall": float(metrics.get("recall", math.nan)),
-               "mAP50": float(metrics.get("map50", math.nan)),
-               "mAP50-95": float(metrics.get("map", math.nan)),
-               "lr/no_decay": lrs[0], "lr/decay": lrs[1], "lr/bias": lrs[2],
-               "time_s": round(elapsed, 2)}
+        row = results_row(epoch + 1, parts, metrics, lrs, elapsed)
         self.state.history.append(row)
         self.state.epoch = epoch
         fitness = row["mAP50-95"] if not math.isnan(row["mAP50-95"]) else -row["train/total"]
