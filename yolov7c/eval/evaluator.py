@@ -25,6 +25,7 @@ from ..io_util import atomic_path
 from ..progress import Progress
 from .metrics import STAT_NAMES, coco_metrics, confusion_matrix
 from .predict import Stopwatch, predict
+from ..eval_settings import VAL_BATCH
 from ..nms_settings import EVAL
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,8 @@ def labels_px(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         .astype(np.float32)
 
 
-def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640, batch_size: int = 16,
+def evaluate(predictor: Any, dataset: DetectionDataset, *, img: int = 640,
+             batch_size: int = VAL_BATCH,
              conf: float = EVAL.conf, iou: float = EVAL.iou, max_det: int = EVAL.max_det,
              multi_label: bool = EVAL.multi_label, out_dir: str | None = None,
              plots: bool = True, progress: bool = True, rect: bool | None = None,

@@ -1,4 +1,4 @@
-"""SGD with the official YOLOv7 recipe: three parameter groups, nominal batch 64 by gradient
+"""SGD with the official YOLOv7 recipe: three parameter groups, a nominal batch by gradient
 accumulation, linear warmup then a cosine decay to ``lrf``.
 
 Every learning rate and momentum is a pure function of (iteration, epoch), so a resumed run
@@ -15,20 +15,21 @@ import torch
 from torch import nn
 
 from ..backends.torch.modules import ImplicitA, ImplicitM
+from ..train_defaults import TRAIN
 
-NOMINAL_BATCH = 64
-MIN_WARMUP_ITERS = 1000
+NOMINAL_BATCH = TRAIN.nominal_batch        # the official recipe's (declared once there)
+MIN_WARMUP_ITERS = TRAIN.min_warmup_iters
 GROUP_NAMES = ("no_decay", "decay", "bias")  # the official pg0, pg1, pg2
 
 
 def accumulate_steps(total_batch: int, nominal: int = NOMINAL_BATCH) -> int:
-    """Batches per optimizer step so one step sees about ``nominal`` (64) images."""
+    """Batches per optimizer step so one step sees about ``nominal`` images."""
     return max(round(nominal / total_batch), 1)
 
 
 def scaled_weight_decay(weight_decay: float, total_batch: int,
                         nominal: int = NOMINAL_BATCH) -> float:
-    """Decay per step grows with the images per step: wd × batch × accumulate / 64."""
+    """Decay per step grows with the images per step: wd × batch × accumulate / nominal."""
     return weight_decay * total_batch * accumulate_steps(total_batch, nominal) / nominal
 
 
