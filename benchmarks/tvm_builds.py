@@ -67,9 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in a.db:
         label, _, path = item.partition("=")
         for defaults in ([True, False] if a.no_defaults else [True]):
-            facts = tc.DbCoverage()
             t0 = time.perf_counter()
-            ex = tc.build(mod, spec, path, facts, default_schedules=defaults)
+            ex, facts = tc.build(mod, spec, path, default_schedules=defaults)
             build_s = time.perf_counter() - t0
             fn = relax.VirtualMachine(ex, tvm.cpu())["main"]
             out = fn(xt)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     record = [(_best_ms(db, db.commit_workload(t.dispatched[0]))
                if db.has_workload(t.dispatched[0]) else None) for t in tasks]
     flops = [float(estimate_tir_flops(t.dispatched[0])) for t in tasks]
-    vm = relax.VirtualMachine(tc.build(mod, spec, a.db), tvm.cpu())
+    vm = relax.VirtualMachine(tc.build(mod, spec, a.db)[0], tvm.cpu())
     xt = tvm.runtime.tensor(x)
     t0 = time.perf_counter()
     for _ in range(a.reps):

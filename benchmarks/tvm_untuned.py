@@ -90,21 +90,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if not a.no_before:
         t0 = time.perf_counter()
-        ex = pl.build(mod, target, "zero")      # the untuned build before default schedules
+        ex, _ = pl.build(mod, target, "zero")   # the untuned build before default schedules
         add("untuned-before", ex, time.perf_counter() - t0,
             "zero pipeline (NCHW), parallel outer loops only")
     t0 = time.perf_counter()
-    facts = tc.DbCoverage()
-    ex = tc.build(mod, spec, None, facts)
+    ex, facts = tc.build(mod, spec, None)
     add("untuned-now", ex, time.perf_counter() - t0,
         f"{facts.pipeline} pipeline, {facts.seeded} convs seeded ({spec.vector.isa}), "
         "rest default schedules")
     for item in a.db:
         label, _, path = item.partition("=")
         t0 = time.perf_counter()
-        facts = tc.DbCoverage()
         try:
-            ex = tc.build(mod, spec, path, facts, any_cpu=a.db_any_cpu)
+            ex, facts = tc.build(mod, spec, path, any_cpu=a.db_any_cpu)
         except UserError as e:
             rows[label] = {"skipped": str(e)}
             continue

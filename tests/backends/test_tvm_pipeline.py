@@ -54,7 +54,7 @@ def test_fast_sigmoid_matches_float64_over_the_float_range() -> None:
     tgt = T.resolve("llvm").tvm_target()
     got = {}
     for name in ("nhwc", "nhwc-fastexp"):
-        ex = pl.build(_sigmoid_module(x.size), tgt, name)
+        ex, _ = pl.build(_sigmoid_module(x.size), tgt, name)
         got[name] = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
     with np.errstate(over="ignore"):
         ref = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
@@ -79,7 +79,7 @@ def test_fastexp_pipeline_equals_torch_on_a_silu_net_without_scalar_exp(bk) -> N
         text = pl.tuning_module(mod, tgt, name).script(show_meta=False)
         # TVM's sigmoid is a T.sigmoid call, lowered to one scalar expf per element
         assert ("T.sigmoid(" in text) == (name == "nhwc"), name
-        ex = pl.build(mod, tgt, name)
+        ex, _ = pl.build(mod, tgt, name)
         out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))
         got = [out.numpy()] if hasattr(out, "numpy") else [o.numpy() for o in out]
         bk.assert_close(ref, got, f"tvm-{name}", rel=1e-5)

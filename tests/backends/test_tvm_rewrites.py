@@ -1,7 +1,7 @@
 """The Relax rewrites of the ``nhwc`` pipeline change how the network is computed, never what:
-each one is compiled (untuned) and compared with PyTorch, and its structural promise is
-checked (three 5×5 pools instead of 5/9/13; no leaky_relu left; no transposes between
-convolutions)."""
+each one (a named module pass) is compiled (untuned) and compared with PyTorch, and its
+structural promise is checked (three 5×5 pools instead of 5/9/13; no leaky_relu left; no
+transposes between convolutions)."""
 from __future__ import annotations
 
 import re
@@ -50,7 +50,7 @@ def leaky_p5(bk):
 def test_spp_pools_become_a_chain_of_5x5_pools_and_outputs_equal_torch(leaky_p5, bk):
     mod = to_relax(leaky_p5, IMG)
     before = _pool_kernels(mod)
-    chained = rewrites.chain_same_pools(mod)
+    chained = rewrites.ChainSamePools()(mod)
     after = _pool_kernels(chained)
     print(f"pool kernels {before} -> {after}")
     assert {5, 9, 13} <= set(before) and not {9, 13} & set(after)
@@ -69,13 +69,13 @@ def test_nhwc_rewrites_equal_torch_with_transposes_only_at_the_ends(leaky_p5, bk
     from tvm import relax
     mod = to_relax(leaky_p5, IMG)
     assert "leakyrelu" in mod["main"].script()
-    nhwc = relax.transform.FoldConstant()(rewrites.to_nhwc(mod, 16))   # AVX-512's lanes
+    nhwc = relax.transform.FoldConstant()(rewrites.ToNHWC(16)(mod))   # AVX-512's lanes
     text = nhwc["main"].script()
     assert "leakyrelu" not in text and 'data_layout="NHWC"' in text
     assert "resize2d" not in text and "broadcast_to" in text   # the x2 upsample, as copies
     assert "R.strided_slice(" in text    # the heads' 24 channels computed as 32, then sliced
     # with AVX2's 8 lanes (or NEON's 4) 24 channels are whole vectors already: no padding
-    by8 = relax.transform.FoldConstant()(rewrites.to_nhwc(mod, 8))["main"].script()
+    by8 = relax.transform.FoldConstant()(rewrites.ToNHWC(8)(mod))["main"].script()
     assert by8.count("R.strided_slice(") == text.count("R.strided_slice(") - n_heads(text)
     # the input transpose, and one per detection level: the NHWC->NCHW transpose and the
     # decode's own (bs, na, ny, nx, no) permute collapse into one (head_from_nhwc)
@@ -98,7 +98,7 @@ def test_leaky_with_slope_outside_0_1_is_left_alone() -> None:
                 R.output(y)
             return y
 
-    out = rewrites.leaky_as_max(Mod)
+    out = rewrites.LeakyAsMax()(Mod)
     assert "leakyrelu" in out["main"].script()   # max(x, 1.5x) would be wrong for x > 0
     assert isinstance(out["main"], relax.Function)
 
@@ -106,7 +106,8 @@ def test_leaky_with_slope_outside_0_1_is_left_alone() -> None:
 def test_nhwc_on_the_p6_ops_equals_torch(tiny_p6, bk):
     """ReOrg (strided slices + concat), DownC, Shortcut and the IDetect head under NHWC."""
     from tvm import relax
-    mod = rewrites.to_nhwc(rewrites.chain_same_pools(to_relax(tiny_p6, 128)), 16)
+    mod = tvm.transform.Sequential([rewrites.ChainSamePools(), rewrites.ToNHWC(16)])(
+        to_relax(tiny_p6, 128))
     x = bx.example_input(tiny_p6, 128, seed=5)
     bk.assert_close(_ref(tiny_p6, x), _run(relax.transform.FoldConstant()(mod), x), "nhwc-p6",
                     rel=1e-5)
@@ -128,7 +129,7 @@ def test_head_transposes_from_nhwc_collapse_to_one_and_stay_exact() -> None:
                 R.output(d)
             return d
 
-    out = rewrites.head_from_nhwc(Head)
+    out = rewrites.HeadFromNHWC()(Head)
     text = out["main"].script()
     assert text.count("permute_dims") == 1 and "axes=[0, 3, 1, 2, 4]" in text, text
     x = np.random.default_rng(0).random((1, 4, 5, 12), dtype=np.float32)

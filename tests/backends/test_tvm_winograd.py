@@ -77,7 +77,7 @@ def test_rewrite_takes_the_eligible_convs_and_the_network_equals_torch() -> None
     net = Mixed().eval()
     mod = _relax(net)
     lanes = T.resolve("llvm").vector_lanes   # this CPU's; both convs qualify on any
-    rewritten = W.rewrite(rewrites.to_nhwc(mod, lanes), lanes)
+    rewritten = W.WinogradConv2D(lanes)(rewrites.ToNHWC(lanes)(mod))
     text = rewritten["main"].script(show_meta=False)
     assert text.count("R.call_tir(winograd_conv2d") == 2 and text.count("R.nn.conv2d(") == 3
     fused = _fused(mod)
@@ -91,7 +91,7 @@ def test_rewrite_takes_the_eligible_convs_and_the_network_equals_torch() -> None
     tgt = T.resolve("llvm").tvm_target()
     outs = {}
     for name in ("nhwc-fastexp", "nhwc-winograd"):
-        ex = pl.build(mod, tgt, name)
+        ex, _ = pl.build(mod, tgt, name)
         out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))
         outs[name] = (out[0] if not hasattr(out, "numpy") else out).numpy()
     scale = float(np.abs(ref).max())
@@ -116,7 +116,7 @@ def test_ineligible_shapes_are_left_alone(size) -> None:
         def forward(self, x):
             return self.c(x)
     mod = _relax(Odd(), (1, 16, size, size))
-    text = W.rewrite(rewrites.to_nhwc(mod, 16), 16)["main"].script(show_meta=False)
+    text = W.WinogradConv2D(16)(rewrites.ToNHWC(16)(mod))["main"].script(show_meta=False)
     assert "winograd" not in text and "R.nn.conv2d(" in text
 
 

@@ -18,9 +18,9 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -30,6 +30,7 @@ from ..common import check_img_size, output_names
 from . import database as dbm
 from . import pipeline as pl
 from . import targets as T
+from .database import DbCoverage
 from .frontend import from_onnx_file, onnx_input_shape, to_relax
 
 log = logging.getLogger("yolov7c.tvm")
@@ -50,6 +51,7 @@ class CompileResult:
     pipeline: str = "default"
     dtype: str = "float32"
     layout: str = "NCHW"
+    device: str = "cpu"         # the TVM device type it runs on (TargetSpec.device)
 
 
 # How much faster a tuned CPU build of yolov7-tiny at 416 is than the untuned one, as
@@ -58,19 +60,6 @@ class CompileResult:
 # min): the compile-time hint quotes it.
 TUNED_SPEEDUP = "1.2-2x"
 TUNE_MINUTES = "15-30"
-
-
-@dataclass
-class DbCoverage:
-    """What a database brings to one build: the model's kernels, how many of them have a
-    record, the records matched, the pipeline the build used (the database's), the conv
-    kernels that got a seed tiling instead, and how the database's CPU differs."""
-    tasks: int = 0
-    tuned: int = 0
-    records: int = 0
-    pipeline: str = "default"
-    seeded: int = 0
-    cpu_note: str | None = None
 
 
 def check_database(db_dir: str | os.PathLike, spec: T.TargetSpec,
@@ -92,32 +81,27 @@ def check_database(db_dir: str | os.PathLike, spec: T.TargetSpec,
 
 
 def build(mod, spec: T.TargetSpec, db_dir: str | os.PathLike | None = None,
-          facts: DbCoverage | None = None, default_schedules: bool = True,
-          any_cpu: bool = False, pipeline: str | None = None):
-    """Relax IRModule → VMExecutable; with ``db_dir``, tuned schedules from that database
-    (after :func:`check_database`; ``facts`` receives its coverage). Without one, the
-    target's default pipeline (or ``pipeline``: "zero" builds 3-4x faster and runs ~25x
-    slower on CPU) with default schedules for every kernel (see the module doc)."""
+          default_schedules: bool = True, any_cpu: bool = False, pipeline: str | None = None,
+          instruments: Sequence[Any] = ()) -> tuple[Any, DbCoverage]:
+    """Relax IRModule → (VMExecutable, what the database brought: :class:`.database.
+    DbCoverage`); with ``db_dir``, tuned schedules from that database (after
+    :func:`check_database`). Without one, the target's default pipeline (or ``pipeline``:
+    "zero" builds 3-4x faster and runs ~25x slower on CPU) with default schedules for every
+    kernel (see the module doc). ``instruments``: TVM pass instruments for the build's
+    ``PassContext`` (:func:`.pipeline.build`)."""
     target = spec.tvm_target()
-    f = facts if facts is not None else DbCoverage()
-    extra: dict = {}
     if db_dir is None:
-        f.pipeline = pl.check(pipeline) if pipeline else \
-            pl.default_for(spec.target.get("kind"))
-        ex = pl.build(mod, target, f.pipeline, default_schedules=default_schedules,
-                      facts=extra)
-        f.seeded = extra.get("seeded", 0)
-        return ex
-    from .tuning import coverage
-    f.cpu_note = check_database(db_dir, spec, any_cpu)
+        name = pl.check(pipeline) if pipeline else pl.default_for(spec.target.get("kind"))
+        ex, seeded = pl.build(mod, target, name, default_schedules=default_schedules,
+                              instruments=instruments)
+        return ex, DbCoverage(pipeline=name, seeded=seeded)
+    note = check_database(db_dir, spec, any_cpu)
     d = dbm.resolve_dir(db_dir)
-    pipeline = dbm.read_meta(d).get("pipeline", "zero")
+    name = dbm.read_meta(d).get("pipeline", "zero")
     db = dbm.open_database(d)
-    f.tuned, f.tasks, f.records = coverage(mod, spec, db, pipeline)
-    f.pipeline = pipeline
-    ex = pl.build(mod, target, pipeline, db, default_schedules, facts=extra)
-    f.seeded = extra.get("seeded", 0)
-    return ex
+    cov = dbm.coverage(mod, target, db, name)
+    ex, seeded = pl.build(mod, target, name, db, default_schedules, instruments=instruments)
+    return ex, replace(cov, seeded=seeded, cpu_note=note)
 
 
 def untuned_hint(spec: T.TargetSpec, model: str, img: Sequence[int], seeded: int) -> str:
@@ -238,8 +222,7 @@ def _finish(mod, spec: T.TargetSpec, shape: list[int], outputs: list[str],
     notes: list[str] = []
     t0 = time.perf_counter()
     say("[compile] build for %s: %s", spec.name, json.dumps(spec.target))
-    facts = DbCoverage()
-    ex = build(mod, spec, db_dir, facts, any_cpu=any_cpu, pipeline=pipeline)
+    ex, facts = build(mod, spec, db_dir, any_cpu=any_cpu, pipeline=pipeline)
     secs["build"] = time.perf_counter() - t0
     if db_dir is None and spec.target.get("kind") == "llvm" and spec.runs_here \
             and pl.get(facts.pipeline).seeds:
@@ -278,7 +261,7 @@ def _finish(mod, spec: T.TargetSpec, shape: list[int], outputs: list[str],
                          f"({size / 1e6:.2f} MB fatbin)")
     meta = CompileResult(str(out), spec.name, str(spec.tvm_target()), shape, outputs,
                          facts.records, secs, notes, facts.tasks, facts.tuned,
-                         facts.pipeline)
+                         facts.pipeline, device=spec.device)
 
     t0 = time.perf_counter()
     say("[compile] export %s%s", out, f" with {spec.cross_cxx}" if spec.cross_cxx else "")

@@ -574,6 +574,38 @@ def write_meta(d: Path, meta: dict[str, Any]) -> None:
     write_json_atomic(d / META, meta)
 
 
+# --------------------------------------------------------------------------- coverage
+
+
+@dataclass(frozen=True)
+class DbCoverage:
+    """What a database brings to one build: the model's kernels, how many of them have a
+    record, the records matched, the pipeline the build used (the database's), the conv
+    kernels that got a seed tiling instead, and how the database's CPU differs."""
+    tasks: int = 0
+    tuned: int = 0
+    records: int = 0
+    pipeline: str = "default"
+    seeded: int = 0
+    cpu_note: str | None = None
+
+
+def coverage(mod, target, db, pipeline: str) -> DbCoverage:
+    """How much of ``mod`` (under ``pipeline``, for the ``tvm.target.Target``) ``db`` has
+    schedules for: its tasks, those with a record, the records; what a build from ``db``
+    will actually use (nothing is committed to the database)."""
+    from . import pipeline as pl
+    tasks = pl.extract_tasks(mod, target, pipeline)
+    covered = records = 0
+    for t in tasks:
+        m = t.dispatched[0]
+        if db.has_workload(m):
+            k = len(db.get_top_k(db.commit_workload(m), 1 << 30))
+            covered += k > 0
+            records += k
+    return DbCoverage(tasks=len(tasks), tuned=covered, records=records, pipeline=pipeline)
+
+
 # --------------------------------------------------------------------------- pack / prune
 
 

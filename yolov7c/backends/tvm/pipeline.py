@@ -40,8 +40,9 @@ AVX2, 4 on NEON), so a pipeline means the same on every CPU of one vector class.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from .fallback import cpu_fallback
 
@@ -103,20 +104,20 @@ def fast_sigmoid(bb, call):
     return bb.call_te(sigmoid, x, primfunc_name_hint="tir_sigmoid")
 
 
-def _rewrite(mod, target, pipeline: str):
-    """The graph rewrites of ``pipeline`` (:mod:`.rewrites`), before fusion; channel
-    multiples from ``target``'s vector lanes (16 on AVX-512, 8 on AVX2, 4 on NEON)."""
+def rewrite_passes(target, pipeline: str) -> list:
+    """The graph rewrites of ``pipeline`` as passes, in order (:mod:`.rewrites`, then
+    :mod:`.winograd`; none for a pipeline without ``nhwc``); channel multiples from
+    ``target``'s vector lanes (16 on AVX-512, 8 on AVX2, 4 on NEON)."""
     p = get(pipeline)
     if not p.nhwc:
-        return mod
-    from . import rewrites
+        return []
+    from . import rewrites, winograd
     from .targets import vector_facts
     lanes = vector_facts(target).lanes
-    mod = rewrites.to_nhwc(rewrites.chain_same_pools(mod), lanes)
+    out = [rewrites.ChainSamePools(), rewrites.ToNHWC(lanes)]
     if p.winograd:
-        from . import winograd
-        mod = winograd.rewrite(mod, lanes)
-    return mod
+        out.append(winograd.WinogradConv2D(lanes))
+    return out
 
 
 def _fuse_passes(target, pipeline: str) -> list:
@@ -137,27 +138,43 @@ def _fuse_passes(target, pipeline: str) -> list:
     return passes
 
 
-def tuning_module(mod, target, pipeline: str):
-    """The fused module whose PrimFuncs are the tuning tasks (and the database keys)."""
+def passes(target, pipeline: str):
+    """``pipeline`` up to its tuning tasks, one ``Sequential`` named
+    ``yolov7c.pipeline.<name>``: the rewrites (:func:`rewrite_passes`), then fusion."""
     import tvm
-    with target:
-        return tvm.transform.Sequential(_fuse_passes(target, check(pipeline)))(
-            _rewrite(mod, target, pipeline))
+    return tvm.transform.Sequential([*rewrite_passes(target, pipeline),
+                                     *_fuse_passes(target, pipeline)],
+                                    name=f"yolov7c.pipeline.{pipeline}")
+
+
+@contextlib.contextmanager
+def _context(target, instruments: Sequence[Any]) -> Iterator[None]:
+    """The target and the ``PassContext`` (opt level 3, the caller's pass instruments:
+    ``tvm.ir.instrument.PassTimingInstrument``, ``PrintAfterAll``...) tuning and building
+    run their passes in, so both see the same passes."""
+    import tvm
+    with target, tvm.transform.PassContext(opt_level=3, instruments=list(instruments)):
+        yield
+
+
+def tuning_module(mod, target, pipeline: str, instruments: Sequence[Any] = ()):
+    """The fused module whose PrimFuncs are the tuning tasks (and the database keys)."""
+    with _context(target, instruments):
+        return passes(target, check(pipeline))(mod)
 
 
 def build(mod, target, pipeline: str, database: Any | None = None,
-          default_schedules: bool = True, facts: dict | None = None):
-    """Relax module → VMExecutable: fuse, apply ``database`` (if any), prepack, default
-    schedules for what is left, then TVM's default lowering (``tvm.compile``).
+          default_schedules: bool = True, instruments: Sequence[Any] = ()) -> tuple[Any, int]:
+    """Relax module → (VMExecutable, conv tasks that got a seed tiling): the pipeline's
+    passes, ``database``'s schedules (if any), prepack, default schedules for what is left,
+    then TVM's default lowering (``tvm.compile``), all under one ``PassContext`` with the
+    caller's ``instruments``.
 
     Default schedules (``default_schedules=False``: CPU kernels stay as written, for
     measuring what the defaults bring): on CPU, for a pipeline with seeds, each NHWC conv
     the database does not cover gets its first seed tiling (:func:`.seeds.seed_database`:
     register-blocked, parallel, prepacked weights like a tuned record), a Winograd kernel
-    its first parameter point, everything else :mod:`.fallback`; dlight's rules on GPU.
-    ``facts`` (a dict) receives ``seeded``: the conv tasks that got a seed."""
-    import contextlib
-
+    its first parameter point, everything else :mod:`.fallback`; dlight's rules on GPU."""
     import tvm
     from tvm import relax
     from tvm.relax import pipeline as rp
@@ -165,19 +182,16 @@ def build(mod, target, pipeline: str, database: Any | None = None,
 
     p = get(pipeline)
     cpu = target.kind.name == "llvm"
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(target)
-        stack.enter_context(tvm.transform.PassContext(opt_level=3))
-        m = tvm.transform.Sequential(_fuse_passes(target, pipeline))(
-            _rewrite(mod, target, pipeline))
+    seeded = 0
+    with _context(target, instruments):
+        m = passes(target, pipeline)(mod)
         if cpu and p.seeds and default_schedules:
             from tvm.s_tir.meta_schedule.database import OrderedUnionDatabase
 
             from .seeds import seed_database
-            seeded, n = seed_database(m, target, database)
-            if facts is not None:
-                facts["seeded"] = n
-            database = seeded if database is None else OrderedUnionDatabase(database, seeded)
+            seeds_db, seeded = seed_database(m, target, database)
+            database = seeds_db if database is None else OrderedUnionDatabase(database,
+                                                                              seeds_db)
         if database is not None:
             with database:
                 m = relax.transform.MetaScheduleApplyDatabase(enable_warning=False)(m)
@@ -192,7 +206,7 @@ def build(mod, target, pipeline: str, database: Any | None = None,
         elif cpu and default_schedules:
             from .winograd import default_rule
             m = dl.ApplyDefaultSchedule(default_rule(), cpu_fallback())(m)
-        return tvm.compile(m, target)
+        return tvm.compile(m, target), seeded
 
 
 def extract_tasks(mod, target, pipeline: str, fused: Any | None = None):

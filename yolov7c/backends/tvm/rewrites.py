@@ -1,29 +1,34 @@
 """Relax graph rewrites that run before fusion, each exact (checked against PyTorch in the
 tests): they change how the network is computed, never what it computes.
 
-- :func:`chain_same_pools`: SPP's max-pools of kernels 5, 9 and 13 (stride 1, "same"
+Each is a named module pass (``yolov7c.<Name>``, built by the function of that name, like
+TVM's own ``relax.transform.FoldConstant()``): :mod:`.pipeline` runs a pipeline's rewrites
+and fusion as one ``Sequential`` under a ``PassContext``, so a pass instrument (timing,
+IR dumps) sees each of them as it sees TVM's passes.
+
+- :func:`ChainSamePools`: SPP's max-pools of kernels 5, 9 and 13 (stride 1, "same"
   padding) over one input become a chain of three 5×5 pools, since with -inf padding
   ``maxpool_b(x) = maxpool_(b-a+1)(maxpool_a(x))`` for odd ``a < b``. 75 comparisons per
   output instead of 275, and two kernels fewer to tune (the three 5×5 pools are one task).
-- :func:`leaky_as_max`: ``leaky_relu(x, a)`` → ``maximum(x, a·x)`` for ``0 ≤ a ≤ 1``. Relax
+- :func:`LeakyAsMax`: ``leaky_relu(x, a)`` → ``maximum(x, a·x)`` for ``0 ≤ a ≤ 1``. Relax
   0.27 has no layout rule for ``leakyrelu``, so a layout conversion would wrap every
   activation in two transposes; ``maximum`` and ``multiply`` follow any layout, and after
   fusion both sit in the conv's epilogue as leaky_relu did.
-- :func:`head_from_nhwc`: the detect head's ``NHWC→NCHW transpose → reshape (b, a, c, h,
+- :func:`HeadFromNHWC`: the detect head's ``NHWC→NCHW transpose → reshape (b, a, c, h,
   w) → transpose (0, 1, 3, 4, 2)`` becomes ``reshape (b, h, w, a, c) → transpose (0, 3, 1,
   2, 4)``: one transpose instead of two, and far less index arithmetic in the fused decode
   kernel (the two-transpose form tuned to 5 ms at 416, for a few element-wise ops).
-- :func:`nearest_as_broadcast`: a nearest-neighbour resize by an integer factor ``s``
+- :func:`NearestAsBroadcast`: a nearest-neighbour resize by an integer factor ``s``
   (the neck's ×2 upsample) becomes reshape → broadcast → reshape: each output pixel copies
   input pixel ``⌊i/s⌋``, which is what "half_pixel" + round (and "asymmetric" + floor)
   compute for an integer factor, without the per-element float coordinate arithmetic
   (the resize+concat kernel took 2.3 ms at 416 after tuning).
-- :func:`pad_conv_channels`: a convolution whose output channels are not a multiple of the
+- :func:`PadConvChannels`: a convolution whose output channels are not a multiple of the
   target's vector width (16 fp32 lanes on AVX-512, 8 on AVX2, 4 on NEON; the detect
   heads' 255 = 3 × 85) computes 256 with a zero filter and drops the extra channel (a
   slice the decode absorbs): its schedule then works in whole vectors instead of a 51-lane
   tail (the P3 head took 3.2 ms at 416, 55 GFLOP/s).
-- :func:`to_nhwc`: convolutions in NHWC / OHWI (channels innermost, so a schedule
+- :func:`ToNHWC`: convolutions in NHWC / OHWI (channels innermost, so a schedule
   vectorizes over output channels with unit-stride weight reads); everything between
   convolutions follows, the only transposes left are at the input and before the detect
   head's reshapes (the weight transposes fold into the constants).
@@ -31,10 +36,20 @@ tests): they change how the network is computed, never what it computes.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any, Callable
 
 from .shapes import ints
 
 MAX_POOL = "relax.nn.max_pool2d"
+PASS_PREFIX = "yolov7c."     # every pass of the project is named yolov7c.<Name>
+
+
+def module_pass(name: str, fn: Callable[[Any], Any]):
+    """``fn(mod) -> mod`` as a Relax module pass named ``yolov7c.<name>`` (opt level 0: it
+    runs at every optimization level, as the database keys need)."""
+    import tvm
+    return tvm.transform.module_pass(lambda mod, _ctx: fn(mod), opt_level=0,
+                                     name=PASS_PREFIX + name)
 
 
 def _op_name(call) -> str:
@@ -62,7 +77,7 @@ def _map_functions(mod, fn):
     return out
 
 
-def chain_same_pools(mod):
+def _chain_same_pools(mod):
     """Max-pools of one input with kernels a < b < … become a chain (see the module doc)."""
     import tvm
     from tvm import relax
@@ -103,7 +118,7 @@ def chain_same_pools(mod):
                                      relax.transform.EliminateCommonSubexpr()])(mod)
 
 
-def leaky_as_max(mod):
+def _leaky_as_max(mod):
     """``leaky_relu(x, a)`` → ``maximum(x, a·x)`` where ``0 ≤ a ≤ 1`` (exact there)."""
     from tvm import relax
     from tvm.relax.dpl import is_op, rewrite_call, wildcard
@@ -122,7 +137,7 @@ def leaky_as_max(mod):
     return _map_functions(mod, lambda f: rewrite_call(pattern, as_max, f))
 
 
-def head_from_nhwc(mod):
+def _head_from_nhwc(mod):
     """``permute(reshape(permute(x, NHWC→NCHW), (b, a, c, h, w)), (0, 1, 3, 4, 2))`` →
     ``permute(reshape(x, (b, h, w, a, c)), (0, 3, 1, 2, 4))`` (see the module doc)."""
     from tvm import relax
@@ -148,7 +163,7 @@ def head_from_nhwc(mod):
     return _map_functions(mod, lambda f: rewrite_call(pattern, simplify, f))
 
 
-def pad_conv_channels(mod, multiple: int):
+def _pad_conv_channels(mod, multiple: int):
     """NCHW/OIHW convolutions with constant weights and ``C_out % multiple != 0`` (and more
     than ``multiple`` channels) → the padded convolution, then a channel slice.
     ``multiple``: the target's fp32 vector lanes (``TargetSpec.vector_lanes``)."""
@@ -182,7 +197,7 @@ NEAREST_FLOOR_MODES = {("half_pixel", "round"), ("half_pixel", "round_prefer_flo
                        ("half_pixel", "round_prefer_ceil"), ("asymmetric", "floor")}
 
 
-def nearest_as_broadcast(mod):
+def _nearest_as_broadcast(mod):
     """Integer-factor nearest resizes → reshape/broadcast/reshape (see the module doc)."""
     from tvm import relax
     from tvm.relax.dpl import is_op, rewrite_call, wildcard
@@ -216,17 +231,43 @@ def nearest_as_broadcast(mod):
     return _map_functions(mod, lambda f: rewrite_call(pattern, as_broadcast, f))
 
 
-def to_nhwc(mod, lanes: int):
-    """Convolutions in NHWC/OHWI, the ops between them following (see the module doc);
-    ``lanes``: the target's fp32 vector lanes (the channel multiple of
-    :func:`pad_conv_channels`)."""
+def ChainSamePools():
+    """Max-pools of one input with kernels a < b < … as a chain (see the module doc)."""
+    return module_pass("ChainSamePools", _chain_same_pools)
+
+
+def LeakyAsMax():
+    """``leaky_relu(x, a)`` → ``maximum(x, a·x)`` where ``0 ≤ a ≤ 1``."""
+    return module_pass("LeakyAsMax", _leaky_as_max)
+
+
+def HeadFromNHWC():
+    """The detect head's two transposes after NHWC convs as one (see the module doc)."""
+    return module_pass("HeadFromNHWC", _head_from_nhwc)
+
+
+def PadConvChannels(multiple: int):
+    """Conv output channels padded to a ``multiple`` (the target's fp32 vector lanes)."""
+    return module_pass("PadConvChannels", lambda mod: _pad_conv_channels(mod, multiple))
+
+
+def NearestAsBroadcast():
+    """Integer-factor nearest resizes as reshape/broadcast/reshape (see the module doc)."""
+    return module_pass("NearestAsBroadcast", _nearest_as_broadcast)
+
+
+def ToNHWC(lanes: int):
+    """Convolutions in NHWC/OHWI, the ops between them following (see the module doc), as
+    one named ``Sequential`` of its steps; ``lanes``: the target's fp32 vector lanes (the
+    channel multiple of :func:`PadConvChannels`)."""
     import tvm
     from tvm import relax
-    mod = tvm.transform.Sequential([
+    return tvm.transform.Sequential([
+        PadConvChannels(lanes), LeakyAsMax(),
         relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]}),
-        relax.transform.Normalize()])(leaky_as_max(pad_conv_channels(mod, lanes)))
-    return nearest_as_broadcast(head_from_nhwc(mod))
+        relax.transform.Normalize(), HeadFromNHWC(), NearestAsBroadcast()],
+        name=PASS_PREFIX + "ToNHWC")
 
 
-__all__ = ["chain_same_pools", "head_from_nhwc", "leaky_as_max", "nearest_as_broadcast",
-           "pad_conv_channels", "to_nhwc"]
+__all__ = ["ChainSamePools", "HeadFromNHWC", "LeakyAsMax", "NearestAsBroadcast",
+           "PadConvChannels", "ToNHWC", "module_pass"]

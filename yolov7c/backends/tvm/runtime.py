@@ -58,27 +58,55 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
+def library_device(meta: dict[str, Any]) -> str:
+    """The TVM device type a library runs on, from its sidecar: the one compile recorded
+    (its ``TargetSpec.device``), else (sidecars written before) its target's kind's."""
+    from .targets import DEVICE_OF_KIND, device_of
+    dev = meta.get("device")
+    if isinstance(dev, str) and dev in DEVICE_OF_KIND.values():
+        return dev
+    tj = meta.get("target_json")
+    return device_of(tj) if isinstance(tj, str) else "cpu"
+
+
+def _check_device(path: Path, device: str, built: str) -> str:
+    """An explicit ``device`` for a library built for ``built``: a TVM device of that
+    type (``device`` as given), else a one-line error."""
+    import tvm
+    try:
+        asked = tvm.device(device, 0)
+    except (ValueError, TypeError):
+        raise UserError(f"device {device!r}: not a TVM device; leave it out (the library "
+                        f"runs on {built})", arg="device") from None
+    if asked.dlpack_device_type() != tvm.device(built, 0).dlpack_device_type():
+        raise UserError(f"device {device!r}: {path.name} was built for {built}; leave device "
+                        f"out or pass device={built!r} (or recompile for that device)",
+                        arg="device")
+    return device
+
+
 def load(path: str | os.PathLike, device: str | None = None,
          threads: int | None = None) -> Runner:
-    """Load ``path`` (from :func:`compile_model`) on this machine's ``device`` (default: the
-    one the library was built for). Libraries for other CPUs/GPUs give a one-line error.
-    ``threads``: CPU threads (default ``TVM_NUM_THREADS``, else the physical cores)."""
+    """Load ``path`` (from :func:`compile_model`) on the device its sidecar names
+    (:func:`library_device`); an explicit ``device`` is used as given and must be of that
+    type. Libraries for other CPUs/GPUs give a one-line error. ``threads``: CPU threads
+    (default ``TVM_NUM_THREADS``, else the physical cores)."""
     import tvm
 
     p = Path(path)
     if not p.is_file():
         raise UserError(f"path {p}: no such library; build one with compile", arg="path")
     meta = read_meta(p)
-    dev_type = device or {"cuda": "cuda", "mali": "opencl", "opencl": "opencl",
-                          "vulkan": "vulkan"}.get(meta.get("target", "llvm"), "cpu")
     if meta.get("target") in ("aarch64", "mali", "opencl", "vulkan"):
         raise UserError(f"path {p}: built for {meta['target']} (aarch64 host); copy it to the "
                         "board and load it there (or tune with rpc)", arg="path")
+    built = library_device(meta)
+    dev_type = built if device is None else _check_device(p, device, built)
     dev = tvm.device(dev_type, 0)
     if not dev.exist:
         raise UserError(f"path {p}: needs a {dev_type} device, which this machine does not "
                         "have", arg="path")
-    if dev_type == "cpu":
+    if built == "cpu":
         from .targets import cpu_threads
         cpu_threads(threads)
     try:

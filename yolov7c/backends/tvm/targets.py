@@ -109,6 +109,22 @@ def vector_facts(target: Any) -> VectorFacts:
     return _vector_facts(json.dumps(keep, sort_keys=True))
 
 
+# TVM target kind → the device type its library runs on
+DEVICE_OF_KIND = {"llvm": "cpu", "cuda": "cuda", "opencl": "opencl", "vulkan": "vulkan"}
+
+
+def device_of(target: dict[str, Any] | str) -> str:
+    """The TVM device type a library for ``target`` (a JSON dict, or its string as a
+    ``tvm.target.Target`` prints it) runs on: its kind's, CPU for anything else."""
+    if isinstance(target, str):
+        try:
+            target = json.loads(target)
+        except ValueError:
+            target = {}
+    kind = target.get("kind") if isinstance(target, dict) else None
+    return DEVICE_OF_KIND.get(kind, "cpu") if isinstance(kind, str) else "cpu"
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """What a named target compiles to and how its library is linked."""
@@ -118,9 +134,13 @@ class TargetSpec:
     host: dict[str, Any] | None = None
     cross_cxx: str | None = None        # None: the host's C++ compiler links the library
     runs_here: bool = False             # can this machine load and run the library?
-    device: str = "cpu"                 # TVM device type for the runtime
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        """The TVM device type the library runs on (:func:`device_of`)."""
+        return device_of(self.target)
 
     @property
     def vector(self) -> VectorFacts:
@@ -327,15 +347,14 @@ def resolve(name: str, arch: str | None = None, mcpu: str | None = None,
         cfg = {"kind": "cuda", "arch": a, "max_threads_per_block": 1024,
                "max_num_threads": 1024, "thread_warp_size": 32,
                "max_shared_memory_per_block": 49152, "registers_per_block": 65536}
-        return TargetSpec("cuda", cfg, host=dict(host_cpu()),
-                          device="cuda", notes=f"NVIDIA GPU {a}, x86 host")
+        return TargetSpec("cuda", cfg, host=dict(host_cpu()), notes=f"NVIDIA GPU {a}, x86 host")
     if key in ("mali", "opencl"):
         tgt = {"kind": "opencl", "device": "mali"} if key == "mali" else {"kind": "opencl"}
         return TargetSpec(key, tgt, host=dict(AARCH64_HOST), cross_cxx=AARCH64_CXX,
-                          device="opencl", notes="OpenCL GPU, aarch64 host")
+                          notes="OpenCL GPU, aarch64 host")
     if key == "vulkan":
         return TargetSpec("vulkan", {"kind": "vulkan"}, host=dict(AARCH64_HOST),
-                          cross_cxx=AARCH64_CXX, device="vulkan", notes="Vulkan, aarch64 host")
+                          cross_cxx=AARCH64_CXX, notes="Vulkan, aarch64 host")
     raise UserError(f"target {str(name)[:40]!r}: unknown target; use one of "
                     f"{', '.join(TARGET_NAMES)} (aliases: "
                     f"{', '.join(f'{a}={t}' for a, t in TARGET_ALIASES.items())})",

@@ -517,19 +517,4 @@ def report_dict(rep: TuneReport) -> dict:
     return asdict(rep)
 
 
-def coverage(mod, spec: T.TargetSpec, db, pipeline: str) -> tuple[int, int, int]:
-    """(tasks with a record, tasks, records for them) of ``mod`` in ``db``: what a build
-    from ``db`` will actually use (without committing anything to the database)."""
-    target = spec.tvm_target()
-    tasks = pl.extract_tasks(mod, target, pipeline)
-    covered = records = 0
-    for t in tasks:
-        m = t.dispatched[0]
-        if db.has_workload(m):
-            k = len(db.get_top_k(db.commit_workload(m), 1 << 30))
-            covered += k > 0
-            records += k
-    return covered, len(tasks), records
-
-
-__all__ = ["TuneReport", "coverage", "extract", "report_dict", "tune"]
+__all__ = ["TuneReport", "extract", "report_dict", "tune"]

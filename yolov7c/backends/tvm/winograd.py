@@ -9,7 +9,7 @@ from a 6×6 input tile with 36 multiplies per (input channel, output channel) in
 ``U`` as its weight); the input transform, the 36 channel GEMMs and the output transform
 run in one kernel, a chunk of tiles at a time, so the transformed tiles stay in cache.
 
-- :func:`rewrite`: every NHWC conv with a constant 3×3 weight, stride 1, padding 1,
+- :func:`WinogradConv2D` (the pass ``yolov7c.WinogradConv2D``): every NHWC conv with a constant 3×3 weight, stride 1, padding 1,
   dilation 1, one group, channels in whole vectors and an output of whole 4×4 tiles, at
   least ``MIN_TILES`` of them, becomes a ``call_tir`` of :func:`compute`. The function is
   marked fusable like a conv (``op_pattern``), so the bias and activation after it fuse
@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .rewrites import module_pass
 from .shapes import divisors, ints
 from .targets import AVX512, VectorFacts, vector_facts
 
@@ -161,9 +162,13 @@ def _constant(expr, lookup) -> np.ndarray | None:
     return None
 
 
-def rewrite(mod, lanes: int):
-    """Eligible NHWC 3×3 convs (:func:`eligible`) → Winograd ``call_tir`` (see module doc);
-    ``lanes``: the target's fp32 vector lanes."""
+def WinogradConv2D(lanes: int):
+    """The pass ``yolov7c.WinogradConv2D``: eligible NHWC 3×3 convs (:func:`eligible`) →
+    Winograd ``call_tir`` (see the module doc); ``lanes``: the target's fp32 vector lanes."""
+    return module_pass("WinogradConv2D", lambda mod: _rewrite(mod, lanes))
+
+
+def _rewrite(mod, lanes: int):
     import tvm
     from tvm import relax
 
@@ -344,6 +349,6 @@ def default_rule():
     return WinogradDefault()
 
 
-__all__ = ["AT", "BT", "G", "apply_schedule", "candidate_schedules", "compute", "default_rule",
-           "eligible", "is_winograd", "parameter_points", "rewrite", "schedules",
-           "weight_transform"]
+__all__ = ["AT", "BT", "G", "WinogradConv2D", "apply_schedule", "candidate_schedules",
+           "compute", "default_rule", "eligible", "is_winograd", "parameter_points",
+           "schedules", "weight_transform"]
