@@ -155,8 +155,9 @@ def test_every_seed_of_a_small_strided_net_equals_the_unscheduled_kernel(tmp_pat
     f = export(tmp_path / "small.py", tmp_path / "s.onnx", img=64)["out"]
     mod = from_onnx_file(f, onnx_input_shape(f, None)[0])
     specs = [T.resolve("llvm")]
-    if T.cpu_facts()["arch"] == "x86_64" and T.cpu_facts()["vector"] in ("avx2", "avx512"):
+    if T.cpu_facts()["arch"] == "x86_64" and T.cpu_facts()["vector"] == "avx512":
         specs.append(T.resolve("llvm", mcpu="znver3"))      # AVX2: 8 lanes, 12 accumulators
+    # (on an AVX2 host the host target is that case already: checking it twice doubled the cost)
     checked = 0
     for spec in specs:
         tgt = spec.tvm_target()
