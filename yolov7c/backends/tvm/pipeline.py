@@ -2,7 +2,10 @@
 
 A pipeline is data (:class:`Pipeline`): which graph rewrites run before fusion, how
 ``sigmoid`` is computed, whether MetaSchedule may re-layout the weights and whether conv
-tasks get seeded tilings. A database records its pipeline's name and is always built with
+tasks get seeded tilings. It runs as passes: its rewrites (:func:`rewrite_passes`, each a
+named ``yolov7c.*`` module pass) and fusion as one ``Sequential`` (:func:`passes`) under a
+``PassContext`` that takes the caller's pass instruments, so TVM's timing and IR-dump
+instruments see the project's passes as they see TVM's. A database records its pipeline's name and is always built with
 it; a pipeline, once shipped, never changes meaning (a change is a new name), so an old
 database keeps building to what it was tuned for.
 
