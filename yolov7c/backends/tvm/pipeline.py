@@ -5,9 +5,11 @@ A pipeline is data (:class:`Pipeline`): which graph rewrites run before fusion, 
 tasks get seeded tilings. It runs as passes: its rewrites (:func:`rewrite_passes`, each a
 named ``yolov7c.*`` module pass) and fusion as one ``Sequential`` (:func:`passes`) under a
 ``PassContext`` that takes the caller's pass instruments, so TVM's timing and IR-dump
-instruments see the project's passes as they see TVM's. A database records its pipeline's name and is always built with
-it; a pipeline, once shipped, never changes meaning (a change is a new name), so an old
-database keeps building to what it was tuned for.
+instruments see the project's passes as they see TVM's.
+
+A database records its pipeline's name and is always built with it; a pipeline, once
+shipped, never changes meaning (a change is a new name), so an old database keeps building
+to what it was tuned for.
 
 - ``"nhwc-winograd"`` (default for new CPU databases): ``"nhwc-fastexp"`` with every
   eligible 3×3 stride-1 convolution computed as Winograd F(4×4, 3×3) (:mod:`.winograd`:
