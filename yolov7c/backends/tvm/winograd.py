@@ -9,9 +9,10 @@ from a 6×6 input tile with 36 multiplies per (input channel, output channel) in
 ``U`` as its weight); the input transform, the 36 channel GEMMs and the output transform
 run in one kernel, a chunk of tiles at a time, so the transformed tiles stay in cache.
 
-- :func:`WinogradConv2D` (the pass ``yolov7c.WinogradConv2D``): every NHWC conv with a constant 3×3 weight, stride 1, padding 1,
-  dilation 1, one group, channels in whole vectors and an output of whole 4×4 tiles, at
-  least ``MIN_TILES`` of them, becomes a ``call_tir`` of :func:`compute`. The function is
+- :func:`WinogradConv2D` (the pass ``yolov7c.WinogradConv2D``): every NHWC conv with a
+  constant 3×3 weight, stride 1, padding 1, dilation 1, one group, channels in whole
+  vectors and an output of whole 4×4 tiles, at least ``MIN_TILES`` of them, becomes a
+  ``call_tir`` of :func:`compute`. The function is
   marked fusable like a conv (``op_pattern``), so the bias and activation after it fuse
   into its epilogue.
 - :func:`apply_schedule`: a hand schedule for the fused kernel (rows of tiles in
