@@ -140,3 +140,25 @@ def test_an_explicit_device_of_another_type_is_one_line(tmp_path: Path) -> None:
     # the matching type is taken as given: the load goes on (to the file, not a library)
     with pytest.raises(UserError, match="cannot load"):
         load(lib, device="cpu")
+
+
+def test_tensor_intrinsics_import_restores_inspect_and_answers_as_the_scan_does():
+    """The fast path answers None for a ``<frozen ...>`` frame, as the full scan does, and
+    inspect.getmodule is the original again afterwards (even when the import fails)."""
+    import inspect
+    import sys
+
+    from yolov7c.backends.tvm import intrinsics
+    original = inspect.getmodule
+    frame = sys._getframe()
+    with intrinsics._frozen_frames_skip_module_scan():
+        assert inspect.getmodule is not original
+        assert inspect.getmodule(frame, "<frozen importlib._bootstrap>") is None
+        assert inspect.getmodule(frame) is original(frame)        # other files: unchanged
+    assert original(frame, "<frozen importlib._bootstrap>") is None
+    assert inspect.getmodule is original
+    with pytest.raises(ZeroDivisionError), intrinsics._frozen_frames_skip_module_scan():
+        1 / 0
+    assert inspect.getmodule is original
+    intrinsics.import_tensor_intrinsics()
+    assert intrinsics.MODULE in sys.modules and inspect.getmodule is original

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from yolov7c.backends.tvm import seeds
+from yolov7c.backends.tvm.intrinsics import import_tensor_intrinsics
 
 tvm = pytest.importorskip("tvm")
 
@@ -50,6 +51,7 @@ def _conv_context(bk, work_dir):
                               pipeline="nhwc-fastexp")
     convs = [t for t in tasks if "conv2d_nhwc" in t.dispatched[0].script(show_meta=False)]
     task = max(convs, key=lambda t: float(estimate_tir_flops(t.dispatched[0])))
+    import_tensor_intrinsics()
     with tuning._foreign_handlers_detached():   # pytest's log handlers break TVM's config
         ctxs, _ = extracted_tasks_to_tune_contexts([task], work_dir=str(work_dir), seed=0,
                                                    num_threads=1)
@@ -99,6 +101,7 @@ def test_injective_tasks_are_seeded_with_their_default_schedule_and_the_decode_n
     from yolov7c.backends.tvm import tuning
     net = bk.make_tiny("p5")
     _, tasks = tuning.extract(net, T.resolve("llvm"), (64, 64), pipeline="nhwc-fastexp")
+    import_tensor_intrinsics()
     with tuning._foreign_handlers_detached():
         ctxs, _ = extracted_tasks_to_tune_contexts(tasks, work_dir=str(tmp_path / "w"),
                                                    seed=0, num_threads=1)

@@ -39,6 +39,7 @@ from . import seeds as seedmod
 from . import targets as T
 from . import workers
 from .frontend import to_relax
+from .intrinsics import import_tensor_intrinsics
 
 log = logging.getLogger("yolov7c.tvm")
 
@@ -409,6 +410,7 @@ def _prepare(model: nn.Module, spec: T.TargetSpec, addr: Any, size: tuple[int, i
     before = len(db.get_all_tuning_records())
     stats = {"skipped": 0}
     _quiet_tvm(verbose_tvm)
+    import_tensor_intrinsics()   # what the contexts import, in seconds (see .intrinsics)
     with _foreign_handlers_detached():
         ctxs, weights = extracted_tasks_to_tune_contexts(
             sel, work_dir=str(d), strategy=search.dedup_search(stats), seed=seed,
