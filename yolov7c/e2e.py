@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .eval_settings import VAL_BATCH
 from .io_util import write_text_atomic
 from .synthetic import synthetic_scene
 
@@ -240,7 +241,7 @@ def stage_val(ctx: Context) -> dict[str, Any]:
     data, maps = _val_data(ctx), {}
     for name, src in _built_backends(ctx).items():
         r = val(src, data, img=ctx.img, out=ctx.out / "val", name=name, progress=False,
-                plots=name == "torch", batch_size=1 if name == "tvm" else 16)
+                plots=name == "torch", batch_size=1 if name == "tvm" else VAL_BATCH)
         maps[name] = {"map": r["map"], "map50": r["map50"],
                       "latency_ms": r["speed"]["inference"]}
         log.info("  %-12s mAP@.5 %.4f  mAP@.5:.95 %.4f  %.1f ms/img", name, r["map50"],

@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..eval_settings import VAL_BATCH
 from .dataset import DetectionDataset
 from .letterbox import letterbox, resize
 
@@ -65,7 +66,8 @@ def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).float().div_(255.0)
 
 
-def val_batches(dataset: DetectionDataset, img: int, batch_size: int = 16, stride: int = 32, *,
+def val_batches(dataset: DetectionDataset, img: int, batch_size: int = VAL_BATCH,
+                stride: int = 32, *,
                 rect: bool = True, pad: float = 0.0,
                 fixed_shape: tuple[int, int] | None = None) -> Iterator[Batch]:
     """Batches over ``dataset`` in evaluation order (by aspect ratio when ``rect``)."""
