@@ -41,6 +41,7 @@ FLAG_RANGES: dict[str, tuple[int | float, int | float]] = {
     "depth": (0.05, 16.0),
     "width": (0.05, 16.0),
     "round_to": (1, 1024),
+    "groups": (1, 1024),               # g of grouped E-ELAN blocks
     "target_gflops": (1e-6, 1e7),
     "target_params": (1.0, 1e12),
     # backends

@@ -100,3 +100,46 @@ def test_report_names_g_and_evaluates_at_the_base_g():
     from yolov7c.report.closed_form import closed_form_text
     text = closed_form_text(_grouped(), 64)
     assert text.startswith("params(d, w, g) = ") and "params 26,244 (model 26,244)" in text
+
+
+GROUPED_DSL = """from yolov7c.ir.blocks import e_elan
+from yolov7c.ir.dsl import Builder
+
+b = Builder("e", act="silu")
+x = b.conv(b.input, 32, 3, 2, name="stem")
+b.detect([e_elan(x, c=16, convs=4, out=64, g=2)], nc=1, anchors=[[10, 13, 16, 30, 33, 23]])
+graph = b.build()
+"""
+
+
+def _scale_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from yolov7c.cli import main
+    rc = main(["scale", *argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_cli_groups_flag_scales_g_and_fixes_it_in_the_closed_form(tmp_path, capsys):
+    """``yolov7c scale model.py --groups 4``: the hand count of
+    test_scaled_grouped_block_by_hand (147,528 params); ``--symbolic`` keeps g a symbol
+    unless ``--groups`` gives it; a graph without grouped blocks and g = 0 are one line."""
+    import json
+    src = tmp_path / "grouped.py"
+    src.write_text(GROUPED_DSL)
+    rc, out, err = _scale_cli(capsys, str(src), "--depth", "1.5", "--width", "1.5",
+                              "--groups", "4", "--round-to", "1", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["params"] == 147_528
+    rc, out, _ = _scale_cli(capsys, str(src), "--symbolic", "--json")
+    assert rc == 0 and "g" in json.loads(out)["params"]
+    rc, out, _ = _scale_cli(capsys, str(src), "--symbolic", "--groups", "4", "--json")
+    params = sympy.sympify(json.loads(out)["params"])
+    assert rc == 0 and {s.name for s in params.free_symbols} == {"d", "w"}
+    full = sympy.sympify(json.loads(_scale_cli(capsys, str(src), "--symbolic", "--json")[1])
+                         ["params"])
+    assert sympy.simplify(full.subs(sympy.Symbol("g"), 4) - params) == 0
+    for argv, msg in (([str(src), "--groups", "0"], "--groups"),
+                      (["yolov7", "--groups", "4"], "grouped")):
+        rc, out, err = _scale_cli(capsys, *argv)
+        assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert msg in err, err

@@ -90,9 +90,10 @@ def scale(source: Any, *, depth: float | None = None, width: float | None = None
           rule: str = "compound", light: str = "full", lead: str = "auto", round_to: int = 8,
           target_gflops: float | None = None, target_params: float | None = None,
           continuous: bool = False, convention: str = "official", img: int | None = None,
-          form: str = "training") -> ScaleResult:
+          form: str = "training", groups: int | None = None) -> ScaleResult:
     """Concat-aware compound scaling of any model source's graph, by factors or to the
-    largest variant under a GFLOPs / parameter budget."""
+    largest variant under a GFLOPs / parameter budget. ``groups``: the g of every grouped
+    E-ELAN block (paper §3.1; None keeps each block's own)."""
     from ..ir.scaling import scale as scale_graph
     from ..report.model import default_img
     positive_int(round_to, "round_to")
@@ -106,6 +107,9 @@ def scale(source: Any, *, depth: float | None = None, width: float | None = None
         check_stride(img, base.max_stride)
     img = img or default_img(base)
     kw = dict(light=light, lead=lead, round_to=round_to)
+    if groups is not None:
+        positive_int(groups, "groups")
+        kw["groups"] = groups
     if target_gflops is not None or target_params is not None:
         from ..ir.budget import Budget, solve
         metric = "gflops" if target_gflops is not None else "params"
@@ -124,7 +128,8 @@ def scale(source: Any, *, depth: float | None = None, width: float | None = None
 
 def scale_symbolic(source: Any, *, img: int | None = None, rule: str = "compound",
                    **kw: Any) -> dict[str, Any]:
-    """params(d, w) and GFLOPs(d, w[, img]) per convention, as sympy expressions."""
+    """params(d, w[, g]) and GFLOPs(d, w[, g, img]) per convention, as sympy expressions (g:
+    the group parameter of grouped E-ELAN blocks, unless ``groups`` fixes it)."""
     from ..ir.analysis import CONVENTIONS
     from ..ir.scaling import closed_form
     base = graph_of(source)

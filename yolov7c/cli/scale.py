@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lead", choices=LEAD_MODES, default="auto",
                    help="RepConv lead convs: auto = plain conv when depth-scaled (yolov7x)")
     p.add_argument("--round-to", type=int, default=8, help="round widths up to multiples")
+    p.add_argument("--groups", type=int, metavar="G", help="the group parameter g of every "
+                   "grouped E-ELAN block (default: each block's own; with --symbolic: g is "
+                   "a symbol unless given)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--target-gflops", type=float, help="largest variant under this")
     budget.add_argument("--target-params", type=float, help="largest variant under this")
@@ -45,11 +48,11 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from ..api.transforms import scale
     kw = dict(light=args.light, lead=args.lead, round_to=args.round_to)
     if args.symbolic:
-        return _symbolic(args, kw)
+        return _symbolic(args, dict(kw, **({"groups": args.groups} if args.groups else {})))
     res = scale(args.model, depth=args.depth, width=args.width, rule=args.rule,
                 target_gflops=args.target_gflops, target_params=args.target_params,
                 continuous=args.continuous, convention=args.convention, img=args.img,
-                form=args.form, **kw)
+                form=args.form, groups=args.groups, **kw)
     if res.graph is None:  # continuous budget: a point, not a buildable model
         print(_budget_line(res.budget)) if not args.json else emit_json({"budget": res.budget})
         return 0
