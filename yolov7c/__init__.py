@@ -55,6 +55,16 @@ _LAZY = {
 # rebinds such a name to the subpackage when it is first imported, so the root keeps a
 # callable that is the API function when called and the subpackage for attribute access
 # (``yolov7c.train.loss``, ``import yolov7c.report.plots as P`` keep working).
+#
+# Why this and not something plainer (issue 21 item 8 asked): the names are fixed on both
+# sides. ``yolov7c.train(...)`` / ``yolov7c.report(...)`` are the documented API, one
+# function per CLI verb of the same name; ``train/`` and ``report/`` are the subpackages of
+# the design card (../shared/design.md). Renaming either breaks users' code or the layout.
+# Binding the function at import time fails too: the first ``import yolov7c.train.loss``
+# (the trainer does it) would silently replace it with the module, and ``yolov7c.train(...)``
+# would then raise "module is not callable" depending on import order. The module-class
+# swap below is the one place that ordering is made harmless; tests/api/test_verbs.py
+# imports the subpackages (yolov7c.train.loss included) and then checks both uses.
 _SHADOWED = {"report", "train"}
 
 

@@ -94,6 +94,8 @@ def test_root_exports_are_lazy_and_callable() -> None:
             "import yolov7c.report.grouping, yolov7c.train; "
             "assert callable(yolov7c.report) and callable(yolov7c.train); "
             "assert yolov7c.report.grouping.__name__ == 'yolov7c.report.grouping'; "
+            "import yolov7c.train.loss; assert callable(yolov7c.train); "
+            "assert yolov7c.train.loss.__name__ == 'yolov7c.train.loss'; "
             "print(yolov7c.resolve.__module__, yolov7c.load.__name__)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=120)
