@@ -179,3 +179,16 @@ def test_manager_leaves_the_input_model_alone_and_records() -> None:
 def test_unknown_pass_is_a_user_error() -> None:
     with pytest.raises(yolov7c.UserError, match="unknown pass 'fold-bnn'"):
         run_passes(user_net(), "fold-bnn", example=torch.rand(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_lint_finite_check_finds_one_bad_value_anywhere(bad: float, dtype: torch.dtype) -> None:
+    """The lint's min/max shortcut sees a lone NaN, +inf or -inf (in a large tensor too);
+    empty and all-finite tensors pass."""
+    for n in (5, 3_000_001):
+        t = torch.zeros(n, dtype=dtype)
+        assert _fx._finite(t)
+        t[n // 2] = bad
+        assert not _fx._finite(t), (n, bad)
+    assert _fx._finite(torch.zeros(0, dtype=dtype))
