@@ -9,10 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+import yolov7c
 from yolov7c.api.models import resolve
+from yolov7c.backends.torch.init_weights import randomize_weights as randomize
+from yolov7c.backends.torch.lower import lower
 from yolov7c.ir.blocks import e_elan_sum, elan
 from yolov7c.ir.dsl import Builder
-from yolov7c.passes import _fx, run_passes
+from yolov7c.passes import PIPELINES, _fx, example_input, run_passes
 from yolov7c.passes.group_e_elan import group_e_elan
 
 from .test_before_expected import _random, check
@@ -163,11 +166,18 @@ def test_pipeline_name_inside_a_list_and_replay_from_a_checkpoint(tmp_path) -> N
 @pytest.mark.slow
 def test_yolov7_e6e_deploy_grouped() -> None:
     """The acceptance command's numbers: ≤ 1e-4, parameters unchanged (E6E's transitions
-    carry SiLU before the sum: no bias can merge), 11 blocks × (18 − 8) = 110 fewer convs."""
-    model = resolve("yolov7-e6e")
+    carry SiLU before the sum: no bias can merge), 11 blocks × (18 − 8) = 110 fewer convs.
+
+    group-e-elan runs on the deployed module and is verified against it: the deploy step of
+    E6E is verified by test_deploy_zoo's ``[yolov7-e6e]`` case, so it runs unverified here.
+    128 px: E6E's stride-64 map is 2 × 2, so every tap of a 3 × 3 group conv is read."""
+    model = lower(yolov7c.graph("yolov7-e6e"))
+    randomize(model, example_input(model, 128, batch=2, seed=1))  # BN stats, γ, β ≠ identity
     base = run_passes(model, "deploy", verify=False)
-    out = run_passes(model, "deploy,group-e-elan", img=128)
+    out = run_passes(base.module, "group-e-elan", img=128)
     rec = out.records[-1]
+    assert out.pipeline == ["group-e-elan"] and rec.max_rel_err is not None
+    assert out.module.meta["yolov7c"]["pipeline"] == [*PIPELINES["deploy"], "group-e-elan"]
     assert rec.max_rel_err <= 1e-4 and rec.params_after == rec.params_before == base.params
     assert len(rec.changes) == 11 and _convs(out.module) == _convs(base.module) - 110
     assert rec.convs_before == _convs(base.module) and rec.convs_after == rec.convs_before - 110
