@@ -44,10 +44,19 @@ def test_cli_json_is_one_object_with_the_schema() -> None:
     assert sum(n["params"] for n in d["nodes"]) == d["params"]
 
 
-def test_cli_deploy_equals_the_official_fused_deploy_column() -> None:
-    r = cli("yolov7", "--deploy", "--json")
-    assert r.returncode == 0, r.stderr
-    d = json.loads(r.stdout)
+def main_report(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``yolov7c report ...`` in this process (no interpreter start): the CLI's ``main``,
+    what it printed. The real-process contract is checked by the subprocess tests here."""
+    from yolov7c.cli import main
+    rc = main(["report", *args])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def test_cli_deploy_equals_the_official_fused_deploy_column(capsys) -> None:
+    rc, out, err = main_report(capsys, "yolov7", "--deploy", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
     # README: deploy/yolov7 fused: 36,905,341 params, 104.5135 / 104.6847 / 104.5111 GFLOPs
     assert (d["form"], d["params"]) == ("deploy", 36_905_341)
     assert [round(d[k], 4) for k in ("gflops", "gflops_paper", "gflops_macs2")] == [
@@ -73,17 +82,30 @@ def test_node_entries_carry_every_convention_and_the_groups() -> None:
     assert set(d["conventions"]) == {"macs2", "official", "paper"}
 
 
-@pytest.mark.parametrize("args, culprit", [
+BAD = [
     (("nope",), "unknown model 'nope'"),
     (("yolov7-e6e", "--img", "650"), "stride 64"),
     (("yolov7", "--img", "100"), "stride 32"),
     (("yolov7", "--format", "md", "--out", "/proc/version/x.md"), "--out"),
     (("yolov7", "--by", "colour"), "--by 'colour'"),
     (("yolov7", "--nc", "0"), "--nc 0"),
-])
-def test_bad_input_is_one_line_exit_2(args: tuple[str, ...], culprit: str) -> None:
+]
+
+
+def test_bad_input_is_one_line_exit_2_from_the_entry_point() -> None:
+    """A real process: the exit status and stderr of ``python -m yolov7c`` itself."""
+    args, culprit = BAD[0]
     r = cli(*args)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stdout == ""
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and culprit in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("args, culprit", BAD)
+def test_bad_input_is_one_line_exit_2(capsys, args: tuple[str, ...], culprit: str) -> None:
+    rc, out, err = main_report(capsys, *args)
+    assert rc == 2
+    assert "Traceback" not in err and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and culprit in lines[0], err
