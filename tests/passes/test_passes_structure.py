@@ -19,6 +19,9 @@ from yolov7c.passes.fold_implicit import fold_implicit
 from yolov7c.passes.fuse_repconv import fuse_repconv
 from yolov7c.passes.prune_aux_head import prune_aux
 
+# small convs on the shared CI cores: two spinning OpenMP threads make them ~10x slower
+pytestmark = pytest.mark.one_thread
+
 
 class RepVGGBlock(nn.Module):
     """A user's own RepVGG block (torchvision-style names, not ours)."""
