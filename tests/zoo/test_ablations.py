@@ -22,6 +22,9 @@ from yolov7c.ir.plan_reparam import choice_of, plan_reparam
 from yolov7c.passes import example_input, run_passes
 from yolov7c.zoo.ablations import BASES
 
+# small convs on the shared CI cores: two spinning OpenMP threads make them ~10x slower
+pytestmark = pytest.mark.one_thread
+
 NAMES = zoo.ablation_names()
 
 
