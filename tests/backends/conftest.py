@@ -108,7 +108,7 @@ def tiny_p6() -> nn.Module:
     return make_tiny("p6")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def bk():
     """The helpers of this file, as a namespace (test dirs have no __init__.py to import by)."""
     import types

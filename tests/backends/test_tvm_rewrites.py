@@ -38,7 +38,7 @@ def _pool_kernels(mod) -> list[int]:
                                        mod["main"].script())]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def leaky_p5(bk):
     net = bk.make_tiny("p5")
     from yolov7c.backends.torch import modules as M
@@ -48,8 +48,15 @@ def leaky_p5(bk):
     return net
 
 
-def test_spp_pools_become_a_chain_of_5x5_pools_and_outputs_equal_torch(leaky_p5, bk):
-    mod = to_relax(leaky_p5, IMG)
+@pytest.fixture(scope="module")
+def leaky_p5_relax(leaky_p5):
+    """Its Relax import at IMG, made once (IRModules are immutable; each test rewrites it)."""
+    return to_relax(leaky_p5, IMG)
+
+
+def test_spp_pools_become_a_chain_of_5x5_pools_and_outputs_equal_torch(leaky_p5, leaky_p5_relax,
+                                                                       bk):
+    mod = leaky_p5_relax
     before = _pool_kernels(mod)
     chained = rewrites.ChainSamePools()(mod)
     after = _pool_kernels(chained)
@@ -66,9 +73,10 @@ def n_heads(text: str) -> int:
     return sum(1 for ln in text.splitlines() if "R.strided_slice(" in ln and "(24,)" in ln)
 
 
-def test_nhwc_rewrites_equal_torch_with_transposes_only_at_the_ends(leaky_p5, bk):
+def test_nhwc_rewrites_equal_torch_with_transposes_only_at_the_ends(leaky_p5, leaky_p5_relax,
+                                                                    bk):
     from tvm import relax
-    mod = to_relax(leaky_p5, IMG)
+    mod = leaky_p5_relax
     assert "leakyrelu" in mod["main"].script()
     nhwc = relax.transform.FoldConstant()(rewrites.ToNHWC(16)(mod))   # AVX-512's lanes
     text = nhwc["main"].script()
