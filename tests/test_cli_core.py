@@ -70,6 +70,7 @@ def test_bad_yaml_row_is_a_one_line_cli_error(tmp_path: Path) -> None:
     assert "bad.yaml: backbone row 1 (layer 1): 'from' -3 points to layer -2" in r.stderr
 
 
+@pytest.mark.one_thread  # in-process torch: see tests/conftest.py
 def test_readme_python_examples_run() -> None:
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
@@ -80,24 +81,29 @@ def test_readme_python_examples_run() -> None:
 
 @pytest.mark.slow
 def test_e2e_main_job(tmp_path: Path) -> None:
-    """The main job on a zoo model (random weights, trained briefly): every backend within its
-    bound of PyTorch, the same mAP on every backend, and detect on every backend (the default
-    job, from the shipped checkpoint, is tests/api/test_e2e_stages.py's)."""
+    """The main job on a zoo model (random weights, trained briefly from scratch), through
+    the real entry point: the deploy parameter count, ONNX within its bound of PyTorch, the
+    same mAP on every backend built, detect on every backend, no warning on stderr.
+
+    Not repeated here: TVM (``--no-tvm``) — the default job (the shipped checkpoint,
+    tests/api/test_e2e_stages.py) compiles and checks it, and tests/backends compile zoo
+    yolov7-tiny; 64 px, the smallest size yolov7-tiny takes, since no mAP bound is checked."""
     pytest.importorskip("onnxruntime")
-    r = cli("e2e", "yolov7-tiny", "--img", "160", "--epochs", "1", "--train-images", "8",
-            "--val-images", "4",
-            "--out", str(tmp_path), "--json", cwd=tmp_path)
+    # one torch thread, as tests/conftest.py's one_thread: small ops on the shared CI cores
+    r = cli_env({"OMP_NUM_THREADS": "1"}, "e2e", "yolov7-tiny", "--img", "64", "--epochs", "1",
+                "--train-images", "4", "--val-images", "4", "--no-tvm",
+                "--out", str(tmp_path), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout)
     steps = summary["steps"]
+    assert summary["img"] == 64 and steps["tvm"] == {"skipped": True}
     assert Path(steps["train"]["best"]).is_file() and steps["train"]["epochs"] == 1
     # official fused deploy yolov7-tiny (nc 80) is 6,219,709; the synthetic set has 3 classes,
     # so each detect conv (inputs 128, 256, 512) has 3·8 outputs instead of 3·85:
     # 6,219,709 − (129 + 257 + 513)·(255 − 24) = 6,012,040
     assert steps["deploy"]["params"] == 6_012_040
     assert steps["onnx"]["max_rel_err"] <= 1e-4
-    assert "skipped" in steps["tvm"] or steps["tvm"]["max_rel_err"] <= 1e-4
-    built = {"torch", "deploy", "onnxruntime"} | ({"tvm"} if "path" in steps["tvm"] else set())
+    built = {"torch", "deploy", "onnxruntime"}
     assert set(steps["val"]["backends"]) == built and steps["val"]["map_spread"] <= 1e-3
     assert set(steps["detect"]["backends"]) == built
     for d in steps["detect"]["backends"].values():
@@ -301,8 +307,9 @@ def test_version(capsys) -> None:
     assert rc == 0 and re.fullmatch(r"yolov7c \S+\n", out)
 
 
+@pytest.mark.one_thread
 def test_passes_verifies_by_default(capsys) -> None:
-    rc, out, _ = _main(["passes", "yolov7-tiny", "--json"], capsys)
+    rc, out, _ = _main(["passes", "yolov7-tiny", "--img", "64", "--json"], capsys)  # 2×2 at P5
     assert rc == 0 and all(p["max_rel_err"] is not None for p in json.loads(out)["passes"])
     rc, out, _ = _main(["passes", "yolov7-tiny", "--no-verify", "--json"], capsys)
     assert rc == 0 and all(p["max_rel_err"] is None for p in json.loads(out)["passes"])
