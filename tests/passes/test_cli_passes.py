@@ -8,7 +8,8 @@ import pytest
 
 from yolov7c.cli import main
 
-
+# in-process torch on the shared CI cores: see tests/conftest.py
+pytestmark = pytest.mark.one_thread
 
 def run_json(capsys: pytest.CaptureFixture, *argv: str) -> dict:
     assert main([*argv, "--json"]) == 0
