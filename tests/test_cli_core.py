@@ -46,19 +46,35 @@ def test_convert_yaml_zoo_to_cfg_and_back(tmp_path: Path) -> None:
     assert report["params"] == 166_408_884 and report["layers"] == 266
 
 
-@pytest.mark.parametrize("args,match", [
+USER_ERRORS = [
     (["convert-yaml", "nope.yaml"], r"nope.yaml: cannot read cfg"),
     (["convert-yaml", "yolov9"], r"unknown model 'yolov9'"),
     (["convert-yaml", "yolov7", "--out", "/etc/passwd/x.yaml"], r"is a file, not a folder"),
     (["convert-yaml", "yolov7", "--out", "/proc/version/x.yaml"], r"is in /proc"),
     (["e2e", "yolov9"], r"unknown model 'yolov9'"),
-])
+]
+
+
+@pytest.mark.parametrize("args,match", [USER_ERRORS[0], USER_ERRORS[-1]])
 def test_user_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], match: str) -> None:
+    """A real process (exit status and stderr of ``python -m yolov7c``), for two verbs; every
+    case in-process below (an interpreter start costs seconds on CI)."""
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and re.search(match, lines[0]), r.stderr
+
+
+@pytest.mark.parametrize("args,match", USER_ERRORS)
+def test_user_errors_exit_2_with_one_line_in_process(tmp_path: Path, monkeypatch, capsys,
+                                                     args: list[str], match: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = _main(args, capsys)
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and re.search(match, lines[0]), err
 
 
 def test_bad_yaml_row_is_a_one_line_cli_error(tmp_path: Path) -> None:
