@@ -9,12 +9,11 @@ CLI's flags (``limits.FLAG_RANGES``) before anything is allocated from it.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NoReturn
 
 from .errors import UserError, show
-from .limits import FLAG_RANGES
+from .limits import FLAG_RANGES, number_problem
 from .nms_settings import EVAL
 
 VAL_BATCH = 16   # images per batch of ``val`` when neither a flag nor a checkpoint gives one
@@ -80,13 +79,9 @@ def _checked(where: str, name: str, kind: Any, v: Any) -> Any:
         if not isinstance(v, bool):
             _fail(where, name, f"is {show(v, 40)}, expected true or false")
         return v
-    ok = isinstance(v, int) if kind == "int" else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or not math.isfinite(v):
-        _fail(where, name, f"is {show(v, 40)}, expected "
-              f"{'an integer' if kind == 'int' else 'a number'}")
-    lo, hi = FLAG_RANGES[_FLAG_OF[name]]
-    if not lo <= v <= hi:
-        _fail(where, name, f"is {v}, expected {lo:g}..{hi:g}")
+    problem = number_problem(v, int if kind == "int" else float, *FLAG_RANGES[_FLAG_OF[name]])
+    if problem:
+        _fail(where, name, problem)
     return v
 
 

@@ -1,4 +1,4 @@
-"""The resource limits of untrusted input, in one place (bottom layer: imports nothing).
+"""The resource limits of untrusted input, in one place (bottom layer: imports only errors).
 
 Every number here bounds what a file or a flag can make the process allocate or loop over
 before the work starts; each refusal is a one-line ``UserError`` that names the limit and how
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+import math
+from typing import Any, Iterator
 
 MAX_NC = 10_000                 # classes (LVIS has 1,203; Objects365 365; OpenImages 601)
 MAX_IMG = 8192                  # square input side of any verb
@@ -111,3 +112,24 @@ def peak_rss_mb() -> float:
         pass
     import resource  # no /proc: the best there is
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _fmt_bound(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def number_problem(value: Any, kind: type = float, lo: float = -math.inf,
+                   hi: float = math.inf) -> str | None:
+    """What is wrong with ``value`` read from a file as a ``kind`` (int or float) in
+    ``[lo, hi]``, as the end of a one-line error (``is 'x', expected an integer``, ``is 9,
+    expected 1..8``), or None. The one wording of resumed settings and checkpoint records;
+    a bool is not a number, and an int too large for a float is out of range, not a crash."""
+    from .errors import show
+    noun = "an integer" if kind is int else "a number"
+    ok = isinstance(value, int) if kind is int else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (isinstance(value, float)
+                                             and not math.isfinite(value)):
+        return f"is {show(value, 40)}, expected {noun}"
+    if not lo <= value <= hi:
+        return f"is {show(value, 40)}, expected {_fmt_bound(lo)}..{_fmt_bound(hi)}"
+    return None

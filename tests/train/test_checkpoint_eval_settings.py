@@ -141,6 +141,9 @@ GOOD = {"img": 64, "batch": 2, "conf": 0.001, "iou": 0.65, "max_det": 300,
     ({"rect": "yes"}, r"eval\.rect is 'yes', expected true or false"),
     ({"pad": -1}, r"eval\.pad is -1, expected 0\.\.64"),
     ({"batch": None}, r"eval\.batch is None, expected an integer"),
+    # an int too large for a float: a range error, not an OverflowError from math.isfinite
+    ({"img": 10**400}, r"eval\.img is 1000.*, expected 1\.\.8192"),
+    ({"conf": 10**400}, r"eval\.conf is 1000.*, expected 0\.\.1"),
 ])
 def test_each_field_is_type_and_range_checked(change: dict, match: str) -> None:
     with pytest.raises(UserError, match=r"^ck: the recorded eval settings' " + match):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError, show
-from ..limits import FLAG_RANGES
+from ..limits import FLAG_RANGES, number_problem
 from .hyp import load_hyp
 from .optim import build_optimizer
 from .runs import COLUMNS, LRS
@@ -55,12 +55,9 @@ class _Check:
 
     def number(self, v: Any, field: str, kind: type = float, lo: float = -math.inf,
                hi: float = math.inf) -> Any:
-        ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
-        if isinstance(v, bool) or not ok or (kind is float and not math.isfinite(v)):
-            noun = "an integer" if kind is int else "a number"
-            self.fail(field, f"is {show(v, 40)}, expected {noun}")
-        if not lo <= v <= hi:
-            self.fail(field, f"is {v}, expected {_fmt(lo)}..{_fmt(hi)}")
+        problem = number_problem(v, kind, lo, hi)
+        if problem:
+            self.fail(field, problem)
         return v
 
     def mapping(self, v: Any, field: str, keys: type | tuple[type, ...] = str) -> dict:
@@ -76,10 +73,6 @@ class _Check:
         if v.is_floating_point() and not bool(torch.isfinite(v).all()):
             self.fail(field, "holds NaN or infinite values")
         return v
-
-
-def _fmt(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 def _kinds(annotation: Any) -> tuple[set[type], bool]:
