@@ -47,12 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_scale(args: argparse.Namespace) -> int:
     from ..api.transforms import scale
     kw = dict(light=args.light, lead=args.lead, round_to=args.round_to)
+    if args.groups is not None:
+        kw["groups"] = args.groups
     if args.symbolic:
-        return _symbolic(args, dict(kw, **({"groups": args.groups} if args.groups else {})))
+        return _symbolic(args, kw)
     res = scale(args.model, depth=args.depth, width=args.width, rule=args.rule,
                 target_gflops=args.target_gflops, target_params=args.target_params,
                 continuous=args.continuous, convention=args.convention, img=args.img,
-                form=args.form, groups=args.groups, **kw)
+                form=args.form, **kw)
     if res.graph is None:  # continuous budget: a point, not a buildable model
         print(_budget_line(res.budget)) if not args.json else emit_json({"budget": res.budget})
         return 0
