@@ -72,6 +72,30 @@ def _skip_reason(line: str) -> str | None:
     return next((why for prefix, why in SKIP.items() if line.startswith(prefix)), None)
 
 
+def _cheaper(line: str, table: dict, name: str) -> str:
+    """``line`` with the swaps of its prefix in ``table`` (each must still be in the line)."""
+    for prefix, swaps in table.items():
+        if line.startswith(prefix):
+            for old, new in swaps:
+                assert old in line, f"{name}[{prefix!r}]: {old!r} is no longer in the line"
+                line = line.replace(old, new)
+    return line
+
+
+def _run_in(folder: Path, argv: list[str]) -> tuple[int, io.StringIO, io.StringIO]:
+    """``yolov7c argv[1:]`` in-process in ``folder`` (a subprocess per line costs seconds of
+    start-up each): exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(argv[1:])
+    finally:
+        os.chdir(cwd)
+    return rc, out, err
+
+
 def test_every_readme_line_is_classified() -> None:
     stale = [p for p in SKIP if not any(ln.startswith(p) for ln in LINES)]
     assert not stale, f"SKIP entries that match no README line (remove them): {stale}"
@@ -97,25 +121,14 @@ def test_readme_line_runs_as_written(workdir: Path, line: str) -> None:
         pytest.skip("needs the official checkpoint (../shared/fixtures stands in for it)")
     if line.startswith(NEEDS_OFFICIAL[1:]) and not (workdir / "yolov7.ckpt").exists():
         pytest.skip("needs yolov7.ckpt from the import-official line")
-    for prefix, swaps in CHEAPER.items():
-        if line.startswith(prefix):
-            for old, new in swaps:
-                assert old in line, f"CHEAPER[{prefix!r}]: {old!r} is no longer in the README line"
-                line = line.replace(old, new)
+    line = _cheaper(line, CHEAPER, "CHEAPER")
     argv = shlex.split(line, comments=True)
     redirect = None
     if ">" in argv:  # `yolov7c ... > file`: the one shell feature the README uses
         i = argv.index(">")
         argv, redirect = argv[:i], argv[i + 1]
     assert argv[0] == "yolov7c"
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(workdir)  # in-process (a subprocess per line costs seconds of start-up each)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(argv[1:])
-    finally:
-        os.chdir(cwd)
+    rc, out, err = _run_in(workdir, argv)
     assert rc == 0, f"{line}\n{err.getvalue()[-2000:]}"
     if redirect:
         (workdir / redirect).write_text(out.getvalue())
@@ -218,20 +231,9 @@ def test_doc_line_runs(doc_dirs: dict[str, Path], doc: str, line: str) -> None:
     why = next((w for p, w in DOC_SKIP.items() if line.startswith(p)), None)
     if why:
         pytest.skip(why)
-    for prefix, swaps in DOC_CHEAPER.items():
-        if line.startswith(prefix):
-            for old, new in swaps:
-                assert old in line, f"DOC_CHEAPER[{prefix!r}]: {old!r} is no longer in the line"
-                line = line.replace(old, new)
+    line = _cheaper(line, DOC_CHEAPER, "DOC_CHEAPER")
     argv = normalised(line)
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(doc_dirs[doc])
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = main(argv[1:])
-    finally:
-        os.chdir(cwd)
+    rc, out, err = _run_in(doc_dirs[doc], argv)
     assert rc == 0, f"{doc}: {line}\n{err.getvalue()[-2000:]}"
     if "--json" in argv and "--out" not in argv:
         json.loads(out.getvalue())
