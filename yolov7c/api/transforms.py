@@ -8,9 +8,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
+from ..backends.common import all_finite
 from ..errors import UserError
 from ..ir.graph import Graph
 from .args import check_stride, output_path, positive_float, positive_int
@@ -20,7 +20,7 @@ from .models import graph_of, model_name, resolve, save
 def _check_finite(model: nn.Module, where: str) -> None:
     """Refuse to hand on (or write) a module with non-finite weights."""
     for k, v in model.state_dict().items():
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        if not all_finite(v):
             raise UserError(f"{where}: non-finite values in {k}; the input weights are broken "
                             f"(NaN/inf), nothing written")
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..backends.common import all_finite
 from ..errors import UserError, show
 from ..limits import FLAG_RANGES, number_problem
 from .hyp import load_hyp
@@ -70,7 +71,7 @@ class _Check:
             self.fail(field, f"is a {type(v).__name__}, expected a tensor")
         if shape is not None and tuple(v.shape) != shape:
             self.fail(field, f"has shape {tuple(v.shape)}, the model needs {shape}")
-        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+        if not all_finite(v):
             self.fail(field, "holds NaN or infinite values")
         return v
 
